@@ -1,0 +1,406 @@
+//! The embedder's clause policy: what each `ExceptionTag` means to the
+//! personality routine.
+//!
+//! Cranelift gives tags no meaning; only the LSDA does. A [`ClausePolicy`]
+//! maps each tag to an ordered [`ClauseList`] (one clause, or a *clause set*
+//! such as all clauses of a `try` scope and its enclosing scopes), says what a
+//! `default` handler means, and carries the personality's
+//! [`SelectorConvention`], so that dispatch code built before encoding knows
+//! the selector each clause will deliver.
+
+use crate::error::{LsdaError, LsdaResult};
+use core::fmt;
+use cranelift_codegen::ir::ExceptionTag;
+use std::collections::{BTreeMap, HashMap};
+
+/// An entry of the LSDA type table: what a catch clause matches.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TypeEntry {
+    /// A null entry: `catch (...)` for libstdc++, catch-all for Rust and
+    /// Wasmer.
+    CatchAll,
+    /// The address of a symbol plus an addend (e.g. a C++ `typeinfo`
+    /// object, or a Wasmer tag constant), resolved by relocation.
+    Symbol {
+        /// The symbol name.
+        name: String,
+        /// Added to the symbol's address.
+        addend: i64,
+    },
+    /// An absolute address, for JIT code. Only the absptr type-table
+    /// encoding can carry it.
+    Address(u64),
+}
+
+impl TypeEntry {
+    /// A symbol with addend 0.
+    pub fn symbol(name: impl Into<String>) -> Self {
+        Self::Symbol {
+            name: name.into(),
+            addend: 0,
+        }
+    }
+}
+
+impl fmt::Display for TypeEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CatchAll => write!(f, "null (catch-all)"),
+            Self::Symbol { name, addend: 0 } => write!(f, "{name}"),
+            Self::Symbol { name, addend } => write!(f, "{name}{addend:+}"),
+            Self::Address(addr) => write!(f, "{addr:#x}"),
+        }
+    }
+}
+
+/// One clause of a landing pad.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Clause {
+    /// Catch exceptions matching the type entry.
+    Catch(TypeEntry),
+    /// Run the pad for every exception, then resume unwinding.
+    Cleanup,
+}
+
+impl fmt::Display for Clause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Catch(entry) => write!(f, "catch {entry}"),
+            Self::Cleanup => write!(f, "cleanup"),
+        }
+    }
+}
+
+/// An ordered, normalized list of clauses: the first matching catch wins.
+///
+/// Normalization keeps the semantics and removes what can never take
+/// effect: a type caught by an earlier clause is not repeated, nothing
+/// follows a catch-all, and a cleanup (which the personality considers only
+/// when no catch matches) is kept once, last.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClauseList(Vec<Clause>);
+
+impl ClauseList {
+    /// Normalize `clauses` into a clause list.
+    pub fn new(clauses: impl IntoIterator<Item = Clause>) -> LsdaResult<Self> {
+        let list = normalize_clauses(clauses.into_iter().map(|c| (c, ())));
+        if list.is_empty() {
+            return Err(LsdaError::EmptyClauseList);
+        }
+        Ok(Self(list.into_iter().map(|(c, ())| c).collect()))
+    }
+
+    /// The clauses, in match order.
+    pub fn clauses(&self) -> &[Clause] {
+        &self.0
+    }
+
+    /// Whether the list is a single cleanup (the LSDA action 0).
+    pub fn is_cleanup_only(&self) -> bool {
+        self.0 == [Clause::Cleanup]
+    }
+
+    /// The type entries this list catches, in order.
+    pub fn type_entries(&self) -> impl Iterator<Item = &TypeEntry> {
+        self.0.iter().filter_map(|c| match c {
+            Clause::Catch(entry) => Some(entry),
+            Clause::Cleanup => None,
+        })
+    }
+}
+
+impl fmt::Display for ClauseList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, clause) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ", ")?;
+            }
+            write!(f, "{clause}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Normalize clauses that each carry a payload (e.g. the block a clause
+/// jumps to), keeping the payload of the clause that takes effect. This is
+/// the rule [`ClauseList::new`] applies.
+pub fn normalize_clauses<T>(clauses: impl IntoIterator<Item = (Clause, T)>) -> Vec<(Clause, T)> {
+    let mut out: Vec<(Clause, T)> = Vec::new();
+    let mut cleanup = None;
+    for (clause, payload) in clauses {
+        match clause {
+            Clause::Cleanup => {
+                cleanup.get_or_insert(payload);
+            }
+            Clause::Catch(entry) => {
+                if out.iter().any(|(c, _)| *c == Clause::Catch(entry.clone())) {
+                    continue;
+                }
+                let is_catch_all = entry == TypeEntry::CatchAll;
+                out.push((Clause::Catch(entry), payload));
+                if is_catch_all {
+                    // A cleanup after a catch-all never runs: the catch-all
+                    // always makes this frame the handler.
+                    return out;
+                }
+            }
+        }
+    }
+    if let Some(payload) = cleanup {
+        out.push((Clause::Cleanup, payload));
+    }
+    out
+}
+
+/// What a `default` exception-table item means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// A catch-all clause (null type entry).
+    CatchAll,
+    /// A cleanup clause: the pad runs and unwinding resumes.
+    Cleanup,
+}
+
+impl DefaultAction {
+    fn clause(self) -> Clause {
+        match self {
+            Self::CatchAll => Clause::Catch(TypeEntry::CatchAll),
+            Self::Cleanup => Clause::Cleanup,
+        }
+    }
+}
+
+/// Which value the personality routine puts in the selector register (the
+/// second EH data register) when it enters a landing pad.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelectorConvention {
+    /// The action record's type filter: the 1-based type-table index of the
+    /// matching catch, 0 for a cleanup (libstdc++ `__gxx_personality_v0`,
+    /// LLVM's `llvm.eh.typeid.for`).
+    TypeFilter,
+    /// Always 0 (`rust_eh_personality` stores a null pointer).
+    AlwaysZero,
+    /// 0 for a catch-all, 1 for a typed catch, which a second stage then
+    /// resolves (Wasmer's `wasmer_eh_personality`).
+    CatchAllZeroTypedOne,
+}
+
+/// The embedder's mapping from exception tags to clauses.
+#[derive(Clone, Debug)]
+pub struct ClausePolicy {
+    tags: BTreeMap<u32, ClauseList>,
+    default: DefaultAction,
+    selectors: SelectorConvention,
+    interned: HashMap<ClauseList, u32>,
+}
+
+impl ClausePolicy {
+    /// An empty policy.
+    pub fn new(default: DefaultAction, selectors: SelectorConvention) -> Self {
+        Self {
+            tags: BTreeMap::new(),
+            default,
+            selectors,
+            interned: HashMap::new(),
+        }
+    }
+
+    /// Map `tag` to a single clause.
+    pub fn define(&mut self, tag: ExceptionTag, clause: Clause) -> LsdaResult<()> {
+        self.define_clause_set(tag, [clause])
+    }
+
+    /// Map `tag` to an ordered clause set.
+    pub fn define_clause_set(
+        &mut self,
+        tag: ExceptionTag,
+        clauses: impl IntoIterator<Item = Clause>,
+    ) -> LsdaResult<()> {
+        let list = ClauseList::new(clauses)?;
+        let key = tag.as_u32();
+        if self.tags.contains_key(&key) {
+            return Err(LsdaError::TagAlreadyDefined(key));
+        }
+        self.interned.entry(list.clone()).or_insert(key);
+        self.tags.insert(key, list);
+        Ok(())
+    }
+
+    /// The tag naming `clauses`: an existing tag with exactly this clause
+    /// list, or a fresh one above every tag defined so far.
+    pub fn intern_clause_set(
+        &mut self,
+        clauses: impl IntoIterator<Item = Clause>,
+    ) -> LsdaResult<ExceptionTag> {
+        let list = ClauseList::new(clauses)?;
+        if let Some(&tag) = self.interned.get(&list) {
+            return Ok(ExceptionTag::from_u32(tag));
+        }
+        let fresh = match self.tags.last_key_value() {
+            None => 0,
+            Some((&last, _)) => last.checked_add(1).ok_or(LsdaError::DoesNotFit {
+                what: "exception tag",
+                value: u64::from(last) + 1,
+            })?,
+        };
+        let tag = ExceptionTag::from_u32(fresh);
+        self.define_clause_set(tag, list.0)?;
+        Ok(tag)
+    }
+
+    /// The clauses `tag` stands for.
+    pub fn clauses(&self, tag: ExceptionTag) -> LsdaResult<&ClauseList> {
+        self.tags
+            .get(&tag.as_u32())
+            .ok_or(LsdaError::UnknownTag(tag.as_u32()))
+    }
+
+    /// The clause a `default` item stands for.
+    pub fn default_clause(&self) -> Clause {
+        self.default.clause()
+    }
+
+    /// What `default` means.
+    pub fn default_action(&self) -> DefaultAction {
+        self.default
+    }
+
+    /// The personality's selector convention.
+    pub fn selector_convention(&self) -> SelectorConvention {
+        self.selectors
+    }
+
+    /// The selector the personality delivers to a pad entered for `clause`,
+    /// given the function's type table.
+    pub fn selector(&self, types: &TypeTable, clause: &Clause) -> LsdaResult<i64> {
+        Ok(match (self.selectors, clause) {
+            (SelectorConvention::AlwaysZero, _) => 0,
+            (_, Clause::Cleanup) => 0,
+            (SelectorConvention::TypeFilter, Clause::Catch(entry)) => {
+                i64::from(types.filter(entry)?)
+            }
+            (SelectorConvention::CatchAllZeroTypedOne, Clause::Catch(TypeEntry::CatchAll)) => 0,
+            (SelectorConvention::CatchAllZeroTypedOne, Clause::Catch(_)) => 1,
+        })
+    }
+}
+
+/// A function's LSDA type table, fixed before code is generated so that
+/// selector values can be predicted.
+///
+/// Indices are 1-based, in the order entries were first added; the encoder
+/// writes the table exactly in this order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TypeTable {
+    entries: Vec<TypeEntry>,
+}
+
+impl TypeTable {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add `entry` if absent; returns its 1-based index (its type filter).
+    pub fn add(&mut self, entry: &TypeEntry) -> LsdaResult<u32> {
+        if let Ok(index) = self.filter(entry) {
+            return Ok(index);
+        }
+        self.entries.push(entry.clone());
+        u32::try_from(self.entries.len()).map_err(|_| LsdaError::DoesNotFit {
+            what: "type table index",
+            value: self.entries.len() as u64,
+        })
+    }
+
+    /// Add every type entry of `list`.
+    pub fn add_clauses(&mut self, list: &ClauseList) -> LsdaResult<()> {
+        for entry in list.type_entries() {
+            self.add(entry)?;
+        }
+        Ok(())
+    }
+
+    /// The 1-based index (type filter) of `entry`.
+    pub fn filter(&self, entry: &TypeEntry) -> LsdaResult<u32> {
+        self.entries
+            .iter()
+            .position(|e| e == entry)
+            .map(|i| i as u32 + 1)
+            .ok_or_else(|| LsdaError::TypeNotInTable(entry.to_string()))
+    }
+
+    /// The entries, index 1 first.
+    pub fn entries(&self) -> &[TypeEntry] {
+        &self.entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(name: &str) -> Clause {
+        Clause::Catch(TypeEntry::symbol(name))
+    }
+
+    #[test]
+    fn clause_lists_drop_what_cannot_take_effect() {
+        let list = ClauseList::new([
+            Clause::Cleanup,
+            sym("a"),
+            sym("b"),
+            sym("a"),
+            Clause::Catch(TypeEntry::CatchAll),
+            sym("c"),
+        ])
+        .unwrap();
+        assert_eq!(
+            list.clauses(),
+            [sym("a"), sym("b"), Clause::Catch(TypeEntry::CatchAll)]
+        );
+        let list = ClauseList::new([Clause::Cleanup, sym("a"), Clause::Cleanup]).unwrap();
+        assert_eq!(list.clauses(), [sym("a"), Clause::Cleanup]);
+        assert_eq!(ClauseList::new([]), Err(LsdaError::EmptyClauseList));
+    }
+
+    #[test]
+    fn interning_reuses_tags_and_never_collides() {
+        let mut policy = ClausePolicy::new(DefaultAction::CatchAll, SelectorConvention::TypeFilter);
+        policy.define(ExceptionTag::from_u32(7), sym("a")).unwrap();
+        let set = policy.intern_clause_set([sym("a"), sym("b")]).unwrap();
+        assert_eq!(set.as_u32(), 8);
+        assert_eq!(policy.intern_clause_set([sym("a"), sym("b")]).unwrap(), set);
+        assert_eq!(policy.intern_clause_set([sym("a")]).unwrap().as_u32(), 7);
+        assert_eq!(
+            policy.define(ExceptionTag::from_u32(8), sym("z")),
+            Err(LsdaError::TagAlreadyDefined(8))
+        );
+        assert_eq!(
+            policy.clauses(ExceptionTag::from_u32(99)),
+            Err(LsdaError::UnknownTag(99))
+        );
+    }
+
+    #[test]
+    fn selectors_follow_the_convention() {
+        let mut types = TypeTable::new();
+        types.add(&TypeEntry::symbol("b")).unwrap();
+        types.add(&TypeEntry::CatchAll).unwrap();
+        let all = Clause::Catch(TypeEntry::CatchAll);
+        for (convention, expected) in [
+            (SelectorConvention::TypeFilter, [1, 2, 0]),
+            (SelectorConvention::AlwaysZero, [0, 0, 0]),
+            (SelectorConvention::CatchAllZeroTypedOne, [1, 0, 0]),
+        ] {
+            let policy = ClausePolicy::new(DefaultAction::Cleanup, convention);
+            let got = [&sym("b"), &all, &Clause::Cleanup].map(|c| policy.selector(&types, c));
+            assert_eq!(got, expected.map(Ok), "{convention:?}");
+        }
+        let policy = ClausePolicy::new(DefaultAction::Cleanup, SelectorConvention::TypeFilter);
+        assert!(matches!(
+            policy.selector(&types, &sym("zzz")),
+            Err(LsdaError::TypeNotInTable(_))
+        ));
+    }
+}
