@@ -87,7 +87,8 @@ pub fn check_isa(isa: &dyn TargetIsa) -> LsdaResult<()> {
     }
     if !isa.flags().unwind_info() {
         return Err(LsdaError::UnsupportedIsa(
-            "unwind_info is disabled; the unwinder needs CFI to restore callee-saved registers"
+            "unwind_info is disabled (set unwind_info=true); the unwinder needs CFI to restore \
+             callee-saved registers"
                 .to_string(),
         ));
     }

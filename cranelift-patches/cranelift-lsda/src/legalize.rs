@@ -37,6 +37,8 @@ pub fn legalize_landing_pads(
     isa: &dyn TargetIsa,
     policy: &mut ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
+    cranelift_codegen::verify_function(func, isa)
+        .map_err(|errors| LsdaError::Ir(format!("the input function fails verification: {errors}")))?;
     let reports = analyze_landing_pads(func, isa)?;
 
     // First fix the type table from every call's clauses, so that each
@@ -138,7 +140,6 @@ fn build_pad(
     let exn0 = b.append_block_param(pad, ptr);
     let exn1 = b.append_block_param(pad, ptr);
     b.switch_to_block(pad);
-    b.seal_block(pad);
 
     let map_args = |args: &[BlockArg]| -> LsdaResult<Vec<BlockArg>> {
         args.iter()
@@ -170,7 +171,6 @@ fn build_pad(
             let args = map_args(&dest.args)?;
             let edge = b.create_block();
             b.switch_to_block(edge);
-            b.seal_block(edge);
             b.ins().jump(dest.block, &args);
             edges.push(edge);
         }
@@ -189,6 +189,8 @@ fn build_pad(
         }
         switch.emit(&mut b, exn1, fallback);
     }
+    // Sealing last: the switch adds predecessors to the edge blocks.
+    b.seal_all_blocks();
     b.finalize(isa.frontend_config());
     Ok(pad)
 }
