@@ -150,10 +150,9 @@ fn parse_clause(text: &str) -> Result<Clause, String> {
         "cleanup" => Ok(Clause::Cleanup),
         "catch-all" => Ok(Clause::Catch(TypeEntry::CatchAll)),
         _ => {
-            let target = text
-                .strip_prefix("catch ")
-                .map(str::trim)
-                .ok_or_else(|| format!("`{text}` is not `catch <symbol>`, `catch-all` or `cleanup`"))?;
+            let target = text.strip_prefix("catch ").map(str::trim).ok_or_else(|| {
+                format!("`{text}` is not `catch <symbol>`, `catch-all` or `cleanup`")
+            })?;
             if let Some(hex) = target.strip_prefix("0x") {
                 let addr = u64::from_str_radix(hex, 16)
                     .map_err(|_| format!("`{target}` is not a hex address"))?;
@@ -182,8 +181,8 @@ fn parse_clause(text: &str) -> Result<Clause, String> {
 /// Parse a CLIF file with its policy directives.
 pub fn parse_file(text: &str) -> Result<EhFile, ToolError> {
     let policy = parse_policy(text)?;
-    let test = parse_test(text, ParseOptions::default())
-        .map_err(|e| ToolError::Parse(e.to_string()))?;
+    let test =
+        parse_test(text, ParseOptions::default()).map_err(|e| ToolError::Parse(e.to_string()))?;
     let isas = match test.isa_spec {
         IsaSpec::Some(isas) => isas,
         IsaSpec::None(_) => return Err(ToolError::NoTarget),
@@ -237,7 +236,9 @@ pub fn compile_function(
         for item in legalized.dfg.exception_tables[et].items() {
             if let cranelift_codegen::ir::ExceptionTableItem::Tag(tag, _) = item {
                 for clause in policy.clauses(tag).map_err(lsda_err)?.clauses() {
-                    let selector = policy.selector(prepared.types(), clause).map_err(lsda_err)?;
+                    let selector = policy
+                        .selector(prepared.types(), clause)
+                        .map_err(lsda_err)?;
                     row.push((clause.clone(), selector));
                 }
             }

@@ -99,7 +99,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn at(data: &'a [u8], endian: RunTimeEndian, offset: usize) -> LsdaResult<Self> {
-        let tail = data.get(offset..).ok_or_else(|| malformed(offset, "offset past the end"))?;
+        let tail = data
+            .get(offset..)
+            .ok_or_else(|| malformed(offset, "offset past the end"))?;
         Ok(Self {
             data,
             reader: EndianSlice::new(tail, endian),
@@ -149,7 +151,10 @@ impl<'a> Cursor<'a> {
             constants::DW_EH_PE_sdata2 => self.read(what, |r| r.read_i16()).map(|v| v as u64),
             constants::DW_EH_PE_sdata4 => self.read(what, |r| r.read_i32()).map(|v| v as u64),
             constants::DW_EH_PE_sdata8 => self.read(what, |r| r.read_i64()).map(|v| v as u64),
-            other => Err(malformed(pos, &format!("unknown pointer format {:#x}", other.0))),
+            other => Err(malformed(
+                pos,
+                &format!("unknown pointer format {:#x}", other.0),
+            )),
         }
     }
 }
@@ -343,7 +348,11 @@ pub fn encoding_name(encoding: DwEhPe) -> String {
         constants::DW_EH_PE_aligned => "aligned|",
         _ => "",
     };
-    let indirect = if encoding.is_indirect() { "indirect|" } else { "" };
+    let indirect = if encoding.is_indirect() {
+        "indirect|"
+    } else {
+        ""
+    };
     format!("{indirect}{application}{format}")
 }
 

@@ -23,9 +23,9 @@
 
 use crate::error::{LsdaError, LsdaResult};
 use crate::policy::{Clause, ClauseList, TypeEntry, TypeTable};
+use gimli::RunTimeEndian;
 use gimli::constants;
 use gimli::write::{EndianVec, Writer};
-use gimli::RunTimeEndian;
 use std::collections::HashMap;
 
 /// One call in a function, as the encoder sees it.
@@ -449,7 +449,11 @@ fn uleb_len(mut value: u64) -> usize {
 }
 
 /// ULEB128 in exactly `width` bytes (non-minimal encodings are valid).
-fn write_padded_uleb128(w: &mut EndianVec<RunTimeEndian>, value: u64, width: usize) -> LsdaResult<()> {
+fn write_padded_uleb128(
+    w: &mut EndianVec<RunTimeEndian>,
+    value: u64,
+    width: usize,
+) -> LsdaResult<()> {
     let mut rest = value;
     for i in 0..width {
         let mut byte = (rest & 0x7f) as u8;
@@ -508,8 +512,9 @@ mod tests {
         let lsda = encode_lsda(&sites, 48, &types, LsdaEncoding::object())
             .unwrap()
             .unwrap();
-        let decoded = crate::decode::decode_lsda(&lsda.bytes, &lsda.relocs, RunTimeEndian::Little, 8)
-            .unwrap();
+        let decoded =
+            crate::decode::decode_lsda(&lsda.bytes, &lsda.relocs, RunTimeEndian::Little, 8)
+                .unwrap();
         let records: Vec<_> = decoded
             .call_sites
             .iter()
@@ -588,7 +593,8 @@ mod tests {
             let sites: Vec<_> = (1..=n)
                 .map(|i| site(i * 8, if i % 2 == 0 { pad(4, &catch) } else { None }))
                 .collect();
-            let Some(lsda) = encode_lsda(&sites, n * 8 + 8, &types, LsdaEncoding::object()).unwrap()
+            let Some(lsda) =
+                encode_lsda(&sites, n * 8 + 8, &types, LsdaEncoding::object()).unwrap()
             else {
                 continue;
             };

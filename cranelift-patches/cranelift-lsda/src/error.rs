@@ -143,7 +143,9 @@ impl fmt::Display for LsdaError {
             Self::DoesNotFit { what, value } => {
                 write!(f, "{what} {value:#x} does not fit its encoding")
             }
-            Self::Malformed { offset, what } => write!(f, "malformed LSDA at byte {offset}: {what}"),
+            Self::Malformed { offset, what } => {
+                write!(f, "malformed LSDA at byte {offset}: {what}")
+            }
             Self::Write(msg) => write!(f, "DWARF writer: {msg}"),
             Self::Ir(msg) => write!(f, "IR error: {msg}"),
         }

@@ -14,9 +14,7 @@
 
 use crate::error::{LsdaError, LsdaResult};
 use crate::policy::{ClauseList, ClausePolicy, TypeTable};
-use cranelift_codegen::ir::{
-    Block, BlockArg, ExceptionTableItem, Function, Inst, InstructionData,
-};
+use cranelift_codegen::ir::{Block, BlockArg, ExceptionTableItem, Function, Inst, InstructionData};
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use target_lexicon::{Architecture, OperatingSystem};
 

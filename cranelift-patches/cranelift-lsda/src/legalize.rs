@@ -37,8 +37,9 @@ pub fn legalize_landing_pads(
     isa: &dyn TargetIsa,
     policy: &mut ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
-    cranelift_codegen::verify_function(func, isa)
-        .map_err(|errors| LsdaError::Ir(format!("the input function fails verification: {errors}")))?;
+    cranelift_codegen::verify_function(func, isa).map_err(|errors| {
+        LsdaError::Ir(format!("the input function fails verification: {errors}"))
+    })?;
     let reports = analyze_landing_pads(func, isa)?;
 
     // First fix the type table from every call's clauses, so that each
@@ -89,7 +90,10 @@ pub fn legalize_landing_pads(
             let selector = policy.selector(&types, clause)?;
             match by_selector.get(&selector) {
                 Some(existing) if *existing != *dest => {
-                    return Err(LsdaError::AmbiguousSelector { inst: text, selector });
+                    return Err(LsdaError::AmbiguousSelector {
+                        inst: text,
+                        selector,
+                    });
                 }
                 Some(_) => {}
                 None => {
@@ -103,9 +107,7 @@ pub fn legalize_landing_pads(
         let single = by_selector.values().next().cloned();
         let pad = match single {
             // Already a pad: keep it, only collapse the items into one.
-            Some(dest)
-                if by_selector.values().all(|d| *d == dest) && dest.args == exn_args =>
-            {
+            Some(dest) if by_selector.values().all(|d| *d == dest) && dest.args == exn_args => {
                 dest.block
             }
             _ => build_pad(func, &mut builder_ctx, isa, ptr, &by_selector)?,
@@ -120,7 +122,9 @@ pub fn legalize_landing_pads(
     }
 
     cranelift_codegen::verify_function(func, isa).map_err(|errors| {
-        LsdaError::Ir(format!("the legalized function fails verification: {errors}"))
+        LsdaError::Ir(format!(
+            "the legalized function fails verification: {errors}"
+        ))
     })?;
     let reports = analyze_landing_pads(func, isa)?;
     Ok(PreparedFunction { types, reports })

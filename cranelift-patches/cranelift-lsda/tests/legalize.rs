@@ -1,0 +1,422 @@
+//! Landing-pad legalization on CLIF read with cranelift-reader: the result
+//! verifies, compiles to call sites with a single pad, and its pad sends
+//! every selector to the original destination with the original arguments
+//! (checked by following the pad's branches for each selector value).
+
+use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::condcodes::IntCC;
+use cranelift_codegen::ir::{
+    Block, BlockArg, ExceptionTableItem, ExceptionTag, Function, InstructionData, Opcode, Value,
+};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::{Context, FinalizedMachExceptionHandler};
+use cranelift_lsda::{
+    Clause, ClausePolicy, DefaultAction, LsdaEncoding, LsdaError, SelectorConvention, TryCallForm,
+    TypeEntry, check_landing_pad_form, legalize_landing_pads, lsda_for_compiled,
+};
+use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
+use std::collections::HashMap;
+
+fn parse(text: &str) -> (Function, OwnedTargetIsa) {
+    let test = parse_test(text, ParseOptions::default()).unwrap();
+    let IsaSpec::Some(mut isas) = test.isa_spec else {
+        panic!("no target")
+    };
+    (test.functions.into_iter().next().unwrap().0, isas.remove(0))
+}
+
+fn cxx_policy(default: DefaultAction) -> ClausePolicy {
+    let mut p = ClausePolicy::new(default, SelectorConvention::TypeFilter);
+    p.define(
+        ExceptionTag::from_u32(1),
+        Clause::Catch(TypeEntry::symbol("_ZTIi")),
+    )
+    .unwrap();
+    p.define(
+        ExceptionTag::from_u32(2),
+        Clause::Catch(TypeEntry::symbol("_ZTI3Foo")),
+    )
+    .unwrap();
+    p.define(
+        ExceptionTag::from_u32(3),
+        Clause::Catch(TypeEntry::CatchAll),
+    )
+    .unwrap();
+    p
+}
+
+/// Where a pad goes for one selector: the destination and its arguments,
+/// with `exn0` shown as "exn0" and other values by name.
+#[derive(Debug, PartialEq, Eq)]
+struct Reached {
+    block: Block,
+    args: Vec<String>,
+}
+
+/// Follow the pad's branches for `selector`. Handles exactly what
+/// `cranelift_frontend::Switch` emits; anything else fails the test.
+fn follow(func: &Function, pad: Block, selector: u64, original_blocks: usize) -> Reached {
+    let params = func.dfg.block_params(pad);
+    let mut env: HashMap<Value, u64> = HashMap::new();
+    let exn0 = params[0];
+    env.insert(params[1], selector);
+    let mut block = pad;
+    let mask = |v: Value, x: u64| -> u64 {
+        let bits = func.dfg.value_type(v).bits();
+        if bits >= 64 { x } else { x & ((1 << bits) - 1) }
+    };
+    for _ in 0..64 {
+        for inst in func.layout.block_insts(block) {
+            let result = func.dfg.inst_results(inst).first().copied();
+            let target = match &func.dfg.insts[inst] {
+                InstructionData::UnaryImm { imm, .. } => {
+                    let r = result.unwrap();
+                    env.insert(r, mask(r, imm.bits() as u64));
+                    None
+                }
+                InstructionData::IntCompare { cond, args, .. } => {
+                    env.insert(
+                        result.unwrap(),
+                        u64::from(eval(*cond, env[&args[0]], env[&args[1]])),
+                    );
+                    None
+                }
+                InstructionData::Binary {
+                    opcode: op @ (Opcode::Iadd | Opcode::Isub),
+                    args,
+                } => {
+                    let r = result.unwrap();
+                    let (x, y) = (env[&args[0]], env[&args[1]]);
+                    let v = if *op == Opcode::Iadd {
+                        x.wrapping_add(y)
+                    } else {
+                        x.wrapping_sub(y)
+                    };
+                    env.insert(r, mask(r, v));
+                    None
+                }
+                InstructionData::Unary {
+                    opcode: Opcode::Ireduce | Opcode::Uextend,
+                    arg,
+                } => {
+                    let r = result.unwrap();
+                    env.insert(r, mask(r, env[arg]));
+                    None
+                }
+                InstructionData::Brif { arg, blocks, .. } => {
+                    Some(blocks[if env[arg] != 0 { 0 } else { 1 }])
+                }
+                InstructionData::Jump { destination, .. } => Some(*destination),
+                InstructionData::BranchTable { arg, table, .. } => {
+                    let jt = &func.dfg.jump_tables[*table];
+                    let idx = env[arg] as usize;
+                    Some(
+                        jt.as_slice()
+                            .get(idx)
+                            .copied()
+                            .unwrap_or(jt.default_block()),
+                    )
+                }
+                other => panic!("unexpected instruction in pad: {other:?}"),
+            };
+            if let Some(call) = target {
+                let dest = call.block(&func.dfg.value_lists);
+                let args: Vec<String> = call
+                    .args(&func.dfg.value_lists)
+                    .map(|a| match a {
+                        BlockArg::Value(v) if v == exn0 => "exn0".to_string(),
+                        BlockArg::Value(v) if env.contains_key(&v) => format!("{}", env[&v]),
+                        BlockArg::Value(v) => v.to_string(),
+                        other => other.to_string(),
+                    })
+                    .collect();
+                if (dest.as_u32() as usize) < original_blocks {
+                    return Reached { block: dest, args };
+                }
+                assert!(args.is_empty(), "pad-internal block with arguments");
+                block = dest;
+                break;
+            }
+        }
+    }
+    panic!("pad dispatch did not reach an original block")
+}
+
+fn eval(cond: IntCC, a: u64, b: u64) -> bool {
+    match cond {
+        IntCC::Equal => a == b,
+        IntCC::NotEqual => a != b,
+        IntCC::UnsignedLessThan => a < b,
+        IntCC::UnsignedLessThanOrEqual => a <= b,
+        IntCC::UnsignedGreaterThan => a > b,
+        IntCC::UnsignedGreaterThanOrEqual => a >= b,
+        IntCC::SignedLessThan => (a as i64) < (b as i64),
+        IntCC::SignedLessThanOrEqual => (a as i64) <= (b as i64),
+        IntCC::SignedGreaterThan => (a as i64) > (b as i64),
+        IntCC::SignedGreaterThanOrEqual => (a as i64) >= (b as i64),
+    }
+}
+
+/// The single catch item of a legalized try_call: (tag, pad block).
+fn single_item(func: &Function) -> Vec<(ExceptionTag, Block)> {
+    let mut out = Vec::new();
+    for block in func.layout.blocks() {
+        let inst = func.layout.last_inst(block).unwrap();
+        let Some(et) = func.dfg.insts[inst].exception_table() else {
+            continue;
+        };
+        let items: Vec<_> = func.dfg.exception_tables[et].items().collect();
+        assert_eq!(items.len(), 1, "{}", func.display());
+        let ExceptionTableItem::Tag(tag, call) = items[0] else {
+            panic!("not a tag item")
+        };
+        let args: Vec<_> = call.args(&func.dfg.value_lists).collect();
+        assert_eq!(args, [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)]);
+        out.push((tag, call.block(&func.dfg.value_lists)));
+    }
+    out
+}
+
+/// Compile and return (code length, per try_call the number of handlers).
+fn compile(func: &Function, isa: &OwnedTargetIsa) -> (u32, Vec<usize>) {
+    let mut ctx = Context::for_function(func.clone());
+    let code = ctx.compile(&**isa, &mut ControlPlane::default()).unwrap();
+    let handlers = code
+        .buffer
+        .call_sites()
+        .filter(|s| !s.exception_handlers.is_empty())
+        .map(|s| {
+            s.exception_handlers
+                .iter()
+                .filter(|h| !matches!(h, FinalizedMachExceptionHandler::Context(_)))
+                .count()
+        })
+        .collect();
+    (code.code_buffer().len() as u32, handlers)
+}
+
+const THREE_WAY: &str = "
+set unwind_info=true
+target x86_64
+function %f(i64) -> i64 system_v {
+    sig0 = (i64) -> i64 system_v
+    fn0 = %g sig0
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ context v0, tag1: block2(exn0), tag2: block3(v0, exn0), default: block4(exn0, exn1) ]
+block1(v1: i64):
+    return v1
+block2(v2: i64):
+    return v2
+block3(v3: i64, v4: i64):
+    return v4
+block4(v5: i64, v6: i64):
+    return v6
+}";
+
+#[test]
+fn three_destinations_become_one_pad_with_a_switch() {
+    let (mut func, isa) = parse(THREE_WAY);
+    let original_blocks = func.dfg.num_blocks();
+    let mut policy = cxx_policy(DefaultAction::Cleanup);
+    let before = check_landing_pad_form(&func, &*isa, &policy);
+    assert!(
+        matches!(before, Err(LsdaError::NotLandingPadForm { .. })),
+        "{before:?}"
+    );
+
+    let prepared = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+    cranelift_codegen::verify_function(&func, &*isa).unwrap();
+    let items = single_item(&func);
+    let (tag, pad) = items[0];
+    assert_eq!(
+        policy.clauses(tag).unwrap().clauses(),
+        [
+            Clause::Catch(TypeEntry::symbol("_ZTIi")),
+            Clause::Catch(TypeEntry::symbol("_ZTI3Foo")),
+            Clause::Cleanup
+        ]
+    );
+    assert!(matches!(prepared.reports()[0].form, TryCallForm::LandingPad(b) if b == pad));
+
+    // Selector 1 = _ZTIi, 2 = _ZTI3Foo, 0 = cleanup (libstdc++ convention).
+    let b = |n| Block::from_u32(n);
+    assert_eq!(
+        follow(&func, pad, 1, original_blocks),
+        Reached {
+            block: b(2),
+            args: vec!["exn0".into()]
+        }
+    );
+    assert_eq!(
+        follow(&func, pad, 2, original_blocks),
+        Reached {
+            block: b(3),
+            args: vec!["v0".into(), "exn0".into()]
+        }
+    );
+    assert_eq!(
+        follow(&func, pad, 0, original_blocks),
+        Reached {
+            block: b(4),
+            args: vec!["exn0".into(), "0".into()]
+        }
+    );
+
+    // The compiled call site has one handler, hence one landing pad.
+    let (code_len, handlers) = compile(&func, &isa);
+    assert_eq!(handlers, [1]);
+    let mut ctx = Context::for_function(func.clone());
+    let code = ctx.compile(&*isa, &mut ControlPlane::default()).unwrap();
+    let lsda = lsda_for_compiled(
+        code.buffer.call_sites(),
+        code_len,
+        &policy,
+        &prepared,
+        LsdaEncoding::object(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(lsda.relocs.len(), 2);
+}
+
+#[test]
+fn a_try_call_already_in_landing_pad_form_keeps_its_pad() {
+    let text = "
+set unwind_info=true
+target aarch64
+function %f(i64) -> i64 system_v {
+    sig0 = (i64) -> i64 system_v
+    fn0 = %g sig0
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ tag1: block2(exn0, exn1), tag3: block2(exn0, exn1) ]
+block1(v1: i64):
+    return v1
+block2(v2: i64, v3: i64):
+    return v3
+}";
+    let (mut func, isa) = parse(text);
+    let mut policy = cxx_policy(DefaultAction::CatchAll);
+    assert!(check_landing_pad_form(&func, &*isa, &policy).is_ok());
+    let blocks = func.dfg.num_blocks();
+    legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+    assert_eq!(func.dfg.num_blocks(), blocks, "no pad block needed");
+    assert_eq!(single_item(&func)[0].1, Block::from_u32(2));
+    assert_eq!(compile(&func, &isa).1, [1]);
+}
+
+#[test]
+fn code_size_does_not_grow_with_the_clause_count() {
+    let make = |clauses: usize| {
+        let items: Vec<String> = (1..=clauses)
+            .map(|t| format!("tag{t}: block2(exn0, exn1)"))
+            .collect();
+        format!(
+            "set unwind_info=true
+target x86_64
+function %f(i64) -> i64 system_v {{
+    sig0 = (i64) -> i64 system_v
+    fn0 = %g sig0
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ {} ]
+block1(v1: i64):
+    return v1
+block2(v2: i64, v3: i64):
+    return v3
+}}",
+            items.join(", ")
+        )
+    };
+    let mut sizes = Vec::new();
+    let mut unlegalized = Vec::new();
+    for clauses in [1, 8, 64] {
+        let (mut func, isa) = parse(&make(clauses));
+        unlegalized.push(compile(&func, &isa).0);
+        let mut policy = ClausePolicy::new(DefaultAction::CatchAll, SelectorConvention::TypeFilter);
+        for t in 1..=clauses as u32 {
+            policy
+                .define(
+                    ExceptionTag::from_u32(t),
+                    Clause::Catch(TypeEntry::symbol(format!("t{t}"))),
+                )
+                .unwrap();
+        }
+        legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+        let (len, handlers) = compile(&func, &isa);
+        assert_eq!(handlers, [1]);
+        sizes.push(len);
+    }
+    // Without legalization Cranelift emits a trampoline per item.
+    assert!(unlegalized[2] > unlegalized[0], "{unlegalized:?}");
+    assert_eq!(sizes, [sizes[0]; 3]);
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let with = |sig: &str, table: &str| {
+        format!(
+            "set unwind_info=true
+target x86_64
+function %f(i64) -> i64 system_v {{
+    sig0 = {sig}
+    fn0 = %g sig0
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ {table} ]
+block1(v1: i64):
+    return v1
+block2(v2: i64):
+    return v2
+block3(v3: i64):
+    return v3
+}}"
+        )
+    };
+    // A callee convention without payload registers.
+    let (mut func, isa) = parse(&with("(i64) -> i64 winch", "tag1: block2(v0)"));
+    let mut policy = cxx_policy(DefaultAction::CatchAll);
+    let err = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap_err();
+    assert!(
+        matches!(err, LsdaError::UnsupportedCallConv { .. }),
+        "{err}"
+    );
+
+    // A tag the policy does not know.
+    let (mut func, isa) = parse(&with("(i64) -> i64 system_v", "tag9: block2(exn0)"));
+    let err = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap_err();
+    assert_eq!(err, LsdaError::UnknownTag(9));
+
+    // Rust's personality delivers 0 for everything: two destinations
+    // cannot be told apart.
+    let mut rust = ClausePolicy::new(DefaultAction::CatchAll, SelectorConvention::AlwaysZero);
+    rust.define(
+        ExceptionTag::from_u32(1),
+        Clause::Catch(TypeEntry::symbol("x")),
+    )
+    .unwrap();
+    let (mut func, isa) = parse(&with(
+        "(i64) -> i64 system_v",
+        "tag1: block2(exn0), default: block3(exn0)",
+    ));
+    let err = legalize_landing_pads(&mut func, &*isa, &mut rust).unwrap_err();
+    assert!(
+        matches!(err, LsdaError::AmbiguousSelector { selector: 0, .. }),
+        "{err}"
+    );
+
+    // Unwind info off.
+    let text = with("(i64) -> i64 system_v", "tag1: block2(exn0)")
+        .replace("set unwind_info=true", "set unwind_info=false");
+    let (mut func, isa) = parse(&text);
+    let err = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap_err();
+    assert!(matches!(err, LsdaError::UnsupportedIsa(_)), "{err}");
+}
+
+#[test]
+fn every_isa_with_try_call_gets_a_single_pad() {
+    for target in ["x86_64", "aarch64", "riscv64", "s390x"] {
+        let text = THREE_WAY.replace("target x86_64", &format!("target {target}"));
+        let (mut func, isa) = parse(&text);
+        let mut policy = cxx_policy(DefaultAction::Cleanup);
+        legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+        assert_eq!(compile(&func, &isa).1, [1], "{target}");
+    }
+}

@@ -1,0 +1,165 @@
+//! Property: for random handler layouts, encoding then decoding (with the
+//! independent decoder) gives, at every call's return address, the landing
+//! pad and the ordered clause list of the input; every call is covered; and
+//! no two adjacent records could have been merged.
+
+use cranelift_lsda::{
+    CallSite, CallSiteEncoding, Clause, ClauseList, DecodedAction, DecodedCallSite,
+    DecodedTypeEntry, LandingPad, LsdaEncoding, TypeEncoding, TypeEntry, TypeTable, decode_lsda,
+    encode_lsda,
+};
+use gimli::RunTimeEndian;
+use proptest::prelude::*;
+
+/// The raw shape of a generated call site: distance from the previous
+/// return address, and optionally (pad seed, clause seeds).
+type RawSite = (u32, Option<(u32, Vec<u8>)>);
+
+fn layout() -> impl Strategy<Value = Vec<RawSite>> {
+    let site = (
+        1u32..48,
+        prop::option::weighted(0.6, (any::<u32>(), prop::collection::vec(0u8..10, 1..6))),
+    );
+    prop_oneof![
+        6 => prop::collection::vec(site.clone(), 1..20),
+        3 => prop::collection::vec(site.clone(), 1..200),
+        1 => prop::collection::vec(site, 1..3000),
+    ]
+}
+
+fn clause_of(seed: u8, absolute: bool) -> Clause {
+    match seed {
+        0 => Clause::Cleanup,
+        1 => Clause::Catch(TypeEntry::CatchAll),
+        2 if absolute => Clause::Catch(TypeEntry::Address(0x7f00_0000_1000)),
+        n => Clause::Catch(TypeEntry::Symbol {
+            name: format!("_ZTI{n}"),
+            addend: i64::from(n % 3) * 8,
+        }),
+    }
+}
+
+fn encoding(seed: u8) -> LsdaEncoding {
+    let mut e = LsdaEncoding::object();
+    e.call_sites = if seed & 1 == 0 {
+        CallSiteEncoding::Uleb128
+    } else {
+        CallSiteEncoding::Udata4
+    };
+    e.types = match (seed >> 1) % 3 {
+        0 => TypeEncoding::Absptr,
+        1 => TypeEncoding::PcRelSdata4,
+        _ => TypeEncoding::IndirectPcRelSdata4,
+    };
+    if seed & 8 != 0 {
+        e.endian = RunTimeEndian::Big;
+    }
+    e
+}
+
+fn decoded_clauses(cs: &DecodedCallSite, types: &[DecodedTypeEntry]) -> Vec<Clause> {
+    if cs.chain.is_empty() {
+        return vec![Clause::Cleanup];
+    }
+    cs.chain
+        .iter()
+        .map(|a| match a {
+            DecodedAction::Cleanup => Clause::Cleanup,
+            DecodedAction::Catch(n) => Clause::Catch(match &types[*n as usize - 1] {
+                DecodedTypeEntry::Null => TypeEntry::CatchAll,
+                DecodedTypeEntry::Symbol { name, addend, .. } => TypeEntry::Symbol {
+                    name: name.clone(),
+                    addend: *addend,
+                },
+                DecodedTypeEntry::Value(v) => TypeEntry::Address(*v),
+            }),
+            DecodedAction::ExceptionSpec(f) => panic!("unexpected exception spec {f}"),
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("LSDA_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000)
+    ))]
+
+    #[test]
+    fn encode_decode_round_trip(raw in layout(), enc_seed in 0u8..16, tail in 1u32..64) {
+        let enc = encoding(enc_seed);
+        let absolute = enc.types == TypeEncoding::Absptr;
+        let mut ret = 0u32;
+        let mut sites_raw = Vec::new();
+        for (gap, handler) in &raw {
+            ret += gap;
+            sites_raw.push((ret, handler.clone()));
+        }
+        let code_len = ret + tail;
+
+        let mut types = TypeTable::new();
+        let mut sites = Vec::new();
+        for (ret_addr, handler) in sites_raw {
+            let landing_pad = match handler {
+                None => None,
+                Some((pad_seed, clause_seeds)) => {
+                    let clauses = ClauseList::new(
+                        clause_seeds.iter().map(|&s| clause_of(s, absolute)),
+                    ).unwrap();
+                    types.add_clauses(&clauses).unwrap();
+                    Some(LandingPad { offset: 1 + pad_seed % (code_len - 1), clauses })
+                }
+            };
+            sites.push(CallSite { ret_addr, landing_pad });
+        }
+
+        let encoded = encode_lsda(&sites, code_len, &types, enc).unwrap();
+        let Some(lsda) = encoded else {
+            prop_assert!(sites.iter().all(|s| s.landing_pad.is_none()));
+            return Ok(());
+        };
+        let decoded = decode_lsda(&lsda.bytes, &lsda.relocs, enc.endian, enc.address_size).unwrap();
+        let records = &decoded.call_sites;
+
+        // A partition of [0, last return address), with nothing mergeable.
+        prop_assert_eq!(records[0].start, 0);
+        for pair in records.windows(2) {
+            prop_assert_eq!(pair[0].start + pair[0].len, pair[1].start);
+            prop_assert!(
+                (pair[0].landing_pad, pair[0].action) != (pair[1].landing_pad, pair[1].action),
+                "adjacent records {:?} and {:?} should have been merged", pair[0], pair[1]
+            );
+        }
+        let last = records.last().unwrap();
+        prop_assert_eq!(last.start + last.len, u64::from(sites.last().unwrap().ret_addr));
+
+        // Each call, looked up as a personality does (return address - 1).
+        let mut r = 0;
+        for site in &sites {
+            let ip = u64::from(site.ret_addr) - 1;
+            while records[r].start + records[r].len <= ip {
+                r += 1;
+            }
+            let record = &records[r];
+            prop_assert!(record.start <= ip);
+            match &site.landing_pad {
+                None => prop_assert_eq!(record.landing_pad, 0),
+                Some(pad) => {
+                    prop_assert_eq!(record.landing_pad, u64::from(pad.offset));
+                    prop_assert_eq!(
+                        decoded_clauses(record, &decoded.type_entries),
+                        pad.clauses.clauses().to_vec()
+                    );
+                }
+            }
+        }
+
+        // The type table is 4-byte aligned.
+        if let Some(first) = lsda.relocs.iter().map(|r| r.offset).min() {
+            prop_assert_eq!(first % 4, 0);
+        }
+    }
+
+    #[test]
+    fn decoder_never_panics_on_garbage(bytes in prop::collection::vec(any::<u8>(), 0..96)) {
+        let _ = decode_lsda(&bytes, &[], RunTimeEndian::Little, 8);
+    }
+}
