@@ -251,7 +251,7 @@ pub fn compile_function(
     let mut ctx = Context::for_function(legalized.clone());
     let compiled = ctx
         .compile(&**isa, &mut ControlPlane::default())
-        .map_err(|e| ToolError::Codegen(pretty_error(&e.func, e.inner)))?;
+        .map_err(|e| ToolError::Codegen(pretty_error(e.func, e.inner)))?;
     let code = compiled.code_buffer().to_vec();
     let code_len = u32::try_from(code.len()).map_err(|_| {
         lsda_err(LsdaError::DoesNotFit {

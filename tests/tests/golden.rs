@@ -1,0 +1,336 @@
+//! Golden LSDAs: exact bytes of hand-checked tables, each also decoded by
+//! elfutils' `eu-readelf --debug-dump=exception` from an ELF object built
+//! with the `object` crate; its decoding must agree with ours.
+
+mod support;
+
+use cranelift_lsda::{
+    CallSite, CallSiteEncoding, Clause, ClauseList, DecodedAction, LandingPad, Lsda, LsdaEncoding,
+    TypeEncoding, TypeEntry, TypeTable, decode_lsda, encode_lsda,
+};
+use pretty_assertions::assert_eq;
+
+fn catch(name: &str) -> Clause {
+    Clause::Catch(TypeEntry::symbol(name))
+}
+
+fn site(ret_addr: u32, pad: Option<(u32, &[Clause])>) -> CallSite {
+    CallSite {
+        ret_addr,
+        landing_pad: pad.map(|(offset, clauses)| LandingPad {
+            offset,
+            clauses: ClauseList::new(clauses.iter().cloned()).unwrap(),
+        }),
+    }
+}
+
+struct Golden {
+    name: &'static str,
+    sites: Vec<CallSite>,
+    code_len: u32,
+    encoding: LsdaEncoding,
+    bytes: &'static [u8],
+}
+
+fn types_of(sites: &[CallSite]) -> TypeTable {
+    let mut types = TypeTable::new();
+    for s in sites {
+        if let Some(pad) = &s.landing_pad {
+            types.add_clauses(&pad.clauses).unwrap();
+        }
+    }
+    types
+}
+
+fn goldens() -> Vec<Golden> {
+    let all = Clause::Catch(TypeEntry::CatchAll);
+    vec![
+        Golden {
+            // try { plain(); f(); } catch (int) {} catch (...) {}
+            name: "catch_int_then_all",
+            sites: vec![
+                site(0x10, None),
+                site(0x20, Some((0x40, &[catch("_ZTIi"), all.clone()]))),
+            ],
+            code_len: 0x60,
+            encoding: LsdaEncoding::object(),
+            #[rustfmt::skip]
+            bytes: &[
+                0xff, 0x1b, 0x19, 0x01, 0x08,       // omit, pcrel|sdata4, TTBase +25, uleb128, 8 bytes
+                0x00, 0x10, 0x00, 0x00,             // [0x00, 0x10) no pad
+                0x10, 0x10, 0x40, 0x03,             // [0x10, 0x20) pad 0x40, action 3
+                0x02, 0x00,                         // @0: catch #2 (null), end
+                0x01, 0x7d,                         // @2: catch #1 (_ZTIi), next @0
+                0x00, 0x00, 0x00,                   // align the type table
+                0x00, 0x00, 0x00, 0x00,             // #2: null
+                0x00, 0x00, 0x00, 0x00,             // #1: _ZTIi (relocated)
+            ],
+        },
+        Golden {
+            // Cleanups only, fixed-width call sites: no type table at all.
+            name: "cleanup_udata4",
+            sites: vec![
+                site(0x08, Some((0x30, &[Clause::Cleanup]))),
+                site(0x14, None),
+                site(0x1c, Some((0x30, &[Clause::Cleanup]))),
+            ],
+            code_len: 0x40,
+            encoding: LsdaEncoding {
+                call_sites: CallSiteEncoding::Udata4,
+                ..LsdaEncoding::object()
+            },
+            #[rustfmt::skip]
+            bytes: &[
+                0xff, 0xff, 0x03, 0x27,             // omit, omit, udata4, 39 bytes
+                0, 0, 0, 0,  8, 0, 0, 0,  0x30, 0, 0, 0,  0x00,    // [0x00, 0x08) pad 0x30, cleanup
+                8, 0, 0, 0,  0x0c, 0, 0, 0,  0, 0, 0, 0,  0x00,    // [0x08, 0x14) no pad
+                0x14, 0, 0, 0,  8, 0, 0, 0,  0x30, 0, 0, 0,  0x00, // [0x14, 0x1c) pad 0x30, cleanup
+            ],
+        },
+        Golden {
+            // Chains [A, B, all], [C, B, all] and [A, cleanup]: the suffix
+            // [B, all] is written once. JIT encoding with an absolute entry.
+            name: "shared_suffix_absptr",
+            sites: vec![
+                site(0x10, Some((0x50, &[catch("A"), catch("B"), all.clone()]))),
+                site(
+                    0x20,
+                    Some((
+                        0x60,
+                        &[
+                            Clause::Catch(TypeEntry::Address(0x1122_3344_5566_7788)),
+                            catch("B"),
+                            all.clone(),
+                        ],
+                    )),
+                ),
+                site(0x30, Some((0x70, &[catch("A"), Clause::Cleanup]))),
+            ],
+            code_len: 0x80,
+            encoding: LsdaEncoding::jit(),
+            #[rustfmt::skip]
+            bytes: &[
+                0xff, 0x00, 0x3d, 0x01, 0x0c,       // omit, absptr, TTBase +61, uleb128, 12 bytes
+                0x00, 0x10, 0x50, 0x05,             // [0x00, 0x10) pad 0x50, action 5
+                0x10, 0x10, 0x60, 0x07,             // [0x10, 0x20) pad 0x60, action 7
+                0x20, 0x10, 0x70, 0x0b,             // [0x20, 0x30) pad 0x70, action 11
+                0x03, 0x00,                         // @0: catch #3 (null), end
+                0x02, 0x7d,                         // @2: catch #2 (B), next @0
+                0x01, 0x7d,                         // @4: catch #1 (A), next @2
+                0x04, 0x7b,                         // @6: catch #4 (0x1122..), next @2
+                0x00, 0x00,                         // @8: cleanup, end
+                0x01, 0x7d,                         // @10: catch #1 (A), next @8
+                0x00, 0x00, 0x00,                   // align the type table
+                0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, // #4: 0x1122334455667788
+                0, 0, 0, 0, 0, 0, 0, 0,             // #3: null
+                0, 0, 0, 0, 0, 0, 0, 0,             // #2: B (relocated)
+                0, 0, 0, 0, 0, 0, 0, 0,             // #1: A (relocated)
+            ],
+        },
+        Golden {
+            // 100 calls: plain calls around 50 try_calls to one pad merge
+            // into three records.
+            name: "coalesced_hundred_calls",
+            sites: (1..=100u32)
+                .map(|i| {
+                    site(
+                        i * 8,
+                        (25..75).contains(&i).then_some((0x400, &[catch("E")][..])),
+                    )
+                })
+                .collect(),
+            code_len: 0x500,
+            encoding: LsdaEncoding::object(),
+            #[rustfmt::skip]
+            bytes: &[
+                0xff, 0x1b, 0x1d, 0x01, 0x12,       // omit, pcrel|sdata4, TTBase +29, uleb128, 18 bytes
+                0x00, 0xc0, 0x01, 0x00, 0x00,       // [0x000, 0x0c0) no pad
+                0xc0, 0x01, 0x90, 0x03, 0x80, 0x08, 0x01, // [0x0c0, 0x250) pad 0x400, action 1
+                0xd0, 0x04, 0xd0, 0x01, 0x00, 0x00, // [0x250, 0x320) no pad
+                0x01, 0x00,                         // @0: catch #1 (E), end
+                0x00, 0x00, 0x00,                   // align the type table
+                0x00, 0x00, 0x00, 0x00,             // #1: E (relocated)
+            ],
+        },
+    ]
+}
+
+/// Per call site: (start, length, landing pad, action type filters).
+type Rows = Vec<(u64, u64, u64, Vec<i64>)>;
+
+fn our_rows(lsda: &Lsda, encoding: LsdaEncoding) -> Rows {
+    let decoded = decode_lsda(
+        &lsda.bytes,
+        &lsda.relocs,
+        encoding.endian,
+        encoding.address_size,
+    )
+    .unwrap();
+    decoded
+        .call_sites
+        .iter()
+        .map(|cs| {
+            let filters = cs
+                .chain
+                .iter()
+                .map(|a| match a {
+                    DecodedAction::Cleanup => 0,
+                    DecodedAction::Catch(n) => i64::from(*n),
+                    DecodedAction::ExceptionSpec(f) => *f,
+                })
+                .collect();
+            (cs.start, cs.len, cs.landing_pad, filters)
+        })
+        .collect()
+}
+
+fn field(line: &str) -> Option<i64> {
+    let value = line.split(':').nth(1)?.split_whitespace().next()?;
+    match value.strip_prefix("0x") {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    }
+}
+
+fn sleb_len(mut v: i64) -> i64 {
+    let mut n = 1;
+    while !(-64..64).contains(&v) {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// The same rows, from eu-readelf's text: its call-site table, and its
+/// action table (records numbered in order, which we place at byte offsets
+/// from their sizes to follow each call site's action).
+fn readelf_rows(text: &str) -> Rows {
+    let mut sites = Vec::new();
+    let mut records: Vec<(i64, i64)> = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.contains("Call site start:") {
+            let start = field(line).unwrap();
+            let len = field(lines.next().unwrap()).unwrap();
+            let pad = field(lines.next().unwrap()).unwrap();
+            let action = field(lines.next().unwrap()).unwrap();
+            sites.push((start, len, pad, action));
+        } else if line.contains("ar_filter:") {
+            let filter = field(line).unwrap();
+            let disp = field(lines.next().unwrap()).unwrap();
+            records.push((filter, disp));
+        }
+    }
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    for (filter, disp) in &records {
+        offsets.push(at);
+        at += sleb_len(*filter) + sleb_len(*disp);
+    }
+    sites
+        .into_iter()
+        .map(|(start, len, pad, action)| {
+            let mut filters = Vec::new();
+            if action != 0 {
+                let mut offset = action - 1;
+                loop {
+                    let i = offsets.iter().position(|&o| o == offset).expect("record");
+                    let (filter, disp) = records[i];
+                    filters.push(filter);
+                    if disp == 0 {
+                        break;
+                    }
+                    offset = offset + sleb_len(filter) + disp;
+                }
+            }
+            (start as u64, len as u64, pad as u64, filters)
+        })
+        .collect()
+}
+
+#[test]
+fn golden_bytes_and_eu_readelf_agree() {
+    println!(
+        "{:<26} {:>8} {:>22}",
+        "table", "bytes", "one-per-call udata4"
+    );
+    for golden in goldens() {
+        let types = types_of(&golden.sites);
+        let lsda = encode_lsda(&golden.sites, golden.code_len, &types, golden.encoding)
+            .unwrap()
+            .unwrap();
+        assert_eq!(lsda.bytes, golden.bytes, "{}", golden.name);
+
+        let object = support::lsda_object(&lsda);
+        let path = support::scratch_file(&format!("{}.o", golden.name), &object);
+        let text = support::run_tool("eu-readelf", &["--debug-dump=exception"], &path);
+        assert_eq!(
+            readelf_rows(&text),
+            our_rows(&lsda, golden.encoding),
+            "{}: eu-readelf disagrees:\n{text}",
+            golden.name
+        );
+        let ttype = match golden.encoding.types {
+            _ if lsda.bytes[1] == 0xff => "(omit)",
+            TypeEncoding::Absptr => "(absptr)",
+            TypeEncoding::PcRelSdata4 => "(sdata4 pcrel)",
+            TypeEncoding::IndirectPcRelSdata4 => "(sdata4 pcrel indirect)",
+        };
+        assert!(
+            text.lines()
+                .any(|l| l.contains("TType encoding") && l.contains(ttype)),
+            "{}: {text}",
+            golden.name
+        );
+        println!(
+            "{:<26} {:>8} {:>22}",
+            golden.name,
+            lsda.bytes.len(),
+            one_entry_per_call_udata4(&golden.sites, &types, golden.encoding)
+        );
+    }
+}
+
+/// The size the same function's LSDA takes in the common embedder scheme
+/// (one udata4 record per call, no coalescing, one action chain per call
+/// with no sharing), computed field by field.
+fn one_entry_per_call_udata4(sites: &[CallSite], types: &TypeTable, enc: LsdaEncoding) -> usize {
+    let mut records = 0;
+    let mut actions = 0;
+    let mut max_type = 0;
+    for s in sites {
+        let mut chain_bytes = 0;
+        if let Some(pad) = s
+            .landing_pad
+            .as_ref()
+            .filter(|p| !p.clauses.is_cleanup_only())
+        {
+            for c in pad.clauses.clauses() {
+                let filter = match c {
+                    Clause::Cleanup => 0,
+                    Clause::Catch(e) => types.filter(e).unwrap(),
+                };
+                max_type = max_type.max(filter);
+                chain_bytes += sleb_len(i64::from(filter)) as usize + 1;
+            }
+        }
+        let action = if chain_bytes == 0 { 0 } else { actions + 1 };
+        let uleb_len = |v: usize| (usize::BITS - v.max(1).leading_zeros()).div_ceil(7) as usize;
+        records += 12 + uleb_len(action);
+        actions += chain_bytes;
+    }
+    let entry = match enc.types {
+        TypeEncoding::Absptr => 8,
+        _ => 4,
+    };
+    let uleb_len = |v: usize| (usize::BITS - v.max(1).leading_zeros()).div_ceil(7) as usize;
+    // Call-site encoding byte, table length, records, action table.
+    let body = 1 + uleb_len(records) + records + actions;
+    if max_type == 0 {
+        // LPStart and TType encoding bytes.
+        return 2 + body;
+    }
+    // LPStart, TType, a one-byte TType base; then the aligned type table.
+    let pad = (4 - (3 + body) % 4) % 4;
+    3 + body + pad + entry * max_type as usize
+}
