@@ -1,0 +1,1 @@
+//! The filetest runner lives in `tests/filetests.rs`.
