@@ -16,6 +16,8 @@
 //!
 //! Defaults: `type-filter` selectors (libstdc++), `default` = catch-all.
 
+pub mod module;
+
 use core::fmt;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{ExceptionTag, Function};

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 const USAGE: &str = "\
 usage: clif-eh show <file.clif> [--ir] [--udata4] [--absptr | --indirect]
+       clif-eh run <file.clif> <function> <arg>...
+       clif-eh object <file.clif> -o <out.o> [--target <arch>] [--personality <name>]
 
   show      legalize every function of the file into landing-pad form,
             compile it for each `target` of the file, and print the
@@ -14,6 +16,12 @@ usage: clif-eh show <file.clif> [--ir] [--udata4] [--absptr | --indirect]
   --udata4  encode call sites as udata4 (default uleb128)
   --absptr  type table absptr (JIT); default pcrel|sdata4 (objects)
   --indirect type table indirect|pcrel|sdata4
+  run       JIT-compile the file for the host, register its tables with the
+            system unwinder, and call `function(arg)` (an (i64) -> i64
+            system_v function) for each arg through a C++ caller; print what
+            it returned or which C++ exception escaped it
+  object    write a relocatable object with .eh_frame and .gcc_except_table
+            (personality default __gxx_personality_v0) and print its tables
 
 The clause policy is read from comment directives in the file:
   ; eh-selectors: type-filter | always-zero | catch-all-zero-typed-one
@@ -33,9 +41,94 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), String> {
     let (command, rest) = args.split_first().ok_or(USAGE)?;
-    if command != "show" {
-        return Err(format!("unknown command `{command}`\n{USAGE}"));
+    match command.as_str() {
+        "show" => show(rest),
+        "run" => run_jit(rest),
+        "object" => object(rest),
+        "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n{USAGE}")),
     }
+}
+
+fn read(path: &str) -> Result<clif_eh::EhFile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    parse_file(&text).map_err(|e| format!("{path}: {e}"))
+}
+
+fn run_jit(args: &[String]) -> Result<(), String> {
+    let [path, function, inputs @ ..] = args else {
+        return Err(USAGE.to_string());
+    };
+    if inputs.is_empty() {
+        return Err(format!(
+            "give at least one argument for %{function}\n{USAGE}"
+        ));
+    }
+    let file = read(path)?;
+    let jit = clif_eh::module::jit_file(&file, &[]).map_err(|e| format!("{path}: {e}"))?;
+    println!("unwinder: {:?}", cranelift_lsda::detect_unwinder());
+    for input in inputs {
+        let arg: i64 = input
+            .parse()
+            .map_err(|_| format!("`{input}` is not an integer argument"))?;
+        let out = jit
+            .call(function, arg)
+            .map_err(|e| format!("{path}: {e}"))?;
+        match out.escaped {
+            clif_eh::module::Escaped::Nothing => {
+                print!("%{function}({arg}) returned {}", out.value)
+            }
+            what => print!(
+                "%{function}({arg}) let a C++ {what:?} escape (value {})",
+                out.value
+            ),
+        }
+        println!("; cleanup pads run: {}", out.cleanups);
+    }
+    Ok(())
+}
+
+fn object(args: &[String]) -> Result<(), String> {
+    let mut path = None;
+    let mut out = None;
+    let mut target = None;
+    let mut personality = "__gxx_personality_v0".to_string();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = |flag: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))
+        };
+        match arg.as_str() {
+            "-o" => out = Some(value("-o")?),
+            "--target" => target = Some(value("--target")?),
+            "--personality" => personality = value("--personality")?,
+            flag if flag.starts_with('-') => return Err(format!("unknown flag `{flag}`\n{USAGE}")),
+            file => path = Some(file.to_string()),
+        }
+    }
+    let (path, out) = path.zip(out).ok_or(USAGE)?;
+    let file = read(&path)?;
+    let isa = match &target {
+        None => file.isas.first(),
+        Some(arch) => file
+            .isas
+            .iter()
+            .find(|i| i.triple().architecture.to_string() == *arch),
+    }
+    .ok_or_else(|| format!("{path}: no matching `target` line"))?;
+    let bytes = clif_eh::module::emit_object(&file, isa, &personality)
+        .map_err(|e| format!("{path}: {e}"))?;
+    std::fs::write(&out, &bytes).map_err(|e| format!("{out}: {e}"))?;
+    println!("wrote {out} ({} bytes, {})", bytes.len(), isa.triple());
+    Ok(())
+}
+
+fn show(rest: &[String]) -> Result<(), String> {
     let mut path = None;
     let mut show_ir = false;
     let mut encoding = LsdaEncoding::object();

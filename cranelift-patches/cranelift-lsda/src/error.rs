@@ -84,6 +84,8 @@ pub enum LsdaError {
         /// What was wrong.
         what: String,
     },
+    /// A type-entry symbol could not be resolved to an address.
+    UnresolvedSymbol(String),
     /// The underlying DWARF writer refused a value.
     Write(String),
     /// The Cranelift IR could not be rewritten (e.g. the verifier rejected
@@ -145,6 +147,9 @@ impl fmt::Display for LsdaError {
             }
             Self::Malformed { offset, what } => {
                 write!(f, "malformed LSDA at byte {offset}: {what}")
+            }
+            Self::UnresolvedSymbol(name) => {
+                write!(f, "type entry symbol `{name}` cannot be resolved")
             }
             Self::Write(msg) => write!(f, "DWARF writer: {msg}"),
             Self::Ir(msg) => write!(f, "IR error: {msg}"),

@@ -22,28 +22,38 @@
 
 mod compiled;
 mod decode;
+mod eh_frame;
 mod encode;
 mod error;
+#[cfg(feature = "jit")]
+mod jit;
 mod landing_pad;
 #[cfg(feature = "legalize")]
 mod legalize;
+#[cfg(feature = "object")]
+mod object;
 mod policy;
 
 pub use compiled::{call_sites_from_compiled, lsda_for_compiled};
 pub use decode::{
     DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_lsda, encoding_name,
 };
+pub use eh_frame::{EhFrameBuilder, EhFrameEncoding, unwind_info_of};
 pub use encode::{
     ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, LandingPad, Lsda,
     LsdaEncoding, LsdaReloc, LsdaRelocKind, TypeEncoding, encode_lsda,
 };
 pub use error::{LsdaError, LsdaResult};
+#[cfg(feature = "jit")]
+pub use jit::{JitExceptionTables, JitModuleWithTables, Unwinder, detect_unwinder};
 pub use landing_pad::{
     PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads, call_conv_has_landing_pads,
     check_isa, check_landing_pad_form,
 };
 #[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;
+#[cfg(feature = "object")]
+pub use object::ObjectExceptionTables;
 pub use policy::{
     Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention, TypeEntry, TypeTable,
     normalize_clauses,

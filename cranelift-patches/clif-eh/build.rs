@@ -1,0 +1,8 @@
+fn main() {
+    println!("cargo:rerun-if-changed=cxx/eh_runtime.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("cxx/eh_runtime.cpp")
+        .flag_if_supported("-std=c++17")
+        .compile("eh_runtime");
+}
