@@ -310,7 +310,25 @@ pub struct RunOutcome {
     pub cleanups: i64,
 }
 
+/// How many cleanup pads ran since the last reset (`eh_note_cleanup`).
+pub fn cleanup_count() -> i64 {
+    // SAFETY: reads a counter of the C++ runtime.
+    unsafe { eh_cleanups() }
+}
+
+/// Reset the cleanup counter.
+pub fn reset_cleanup_count() {
+    // SAFETY: writes a counter of the C++ runtime.
+    unsafe { eh_reset_cleanups() }
+}
+
 impl JitFile {
+    /// The finalized code of function `name`.
+    pub fn function_ptr(&self, name: &str) -> Option<*const u8> {
+        let f = self.functions.iter().find(|f| f.name == name)?;
+        Some(self.module.get_finalized_function(f.id))
+    }
+
     /// Call the `(i64) -> i64` function `name` through the C++ runtime,
     /// which catches whatever escapes it.
     pub fn call(&self, name: &str, arg: i64) -> Result<RunOutcome, ToolError> {

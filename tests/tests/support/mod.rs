@@ -82,3 +82,103 @@ pub fn run_tool(tool: &str, args: &[&str], path: &Path) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// The scenario suite shared by the JIT and linked-object tests.
+pub const CXX_SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/cxx-suite.clif");
+
+/// Functions of the suite, as called by the tests.
+pub const SUITE_FUNCTIONS: [&str; 7] = [
+    "catch_int",
+    "catch_base",
+    "catch_all",
+    "indirect",
+    "cleanup",
+    "rethrow",
+    "depth1",
+];
+
+/// One expected outcome: (function, kind) -> (value, escaped, cleanups).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub function: String,
+    pub kind: i64,
+    pub value: i64,
+    /// 0 nothing, 1 int, 2 Base, 3 Unrelated, 4 double (as `eh_call` reports).
+    pub escaped: i64,
+    pub cleanups: i64,
+}
+
+/// The selector the crate predicts for `clause` in the first try_call of
+/// `function` that has it, from legalizing the suite for `isa`.
+pub fn predicted_selectors() -> impl Fn(&str, &str) -> i64 {
+    use cranelift_lsda::{Clause, TypeEntry};
+    let text = std::fs::read_to_string(CXX_SUITE).unwrap();
+    let mut file = clif_eh::parse_file(&text).unwrap();
+    let isa = file.isas[0].clone();
+    let mut rows = std::collections::HashMap::new();
+    for func in file.functions.clone() {
+        let compiled = clif_eh::compile_function(
+            &func,
+            &isa,
+            &mut file.policy,
+            cranelift_lsda::LsdaEncoding::object(),
+        )
+        .unwrap();
+        rows.insert(clif_eh::module::clif_name(&func), compiled.selectors);
+    }
+    move |function: &str, type_name: &str| {
+        let clause = match type_name {
+            "null" => Clause::Catch(TypeEntry::CatchAll),
+            name => Clause::Catch(TypeEntry::symbol(name)),
+        };
+        rows[function]
+            .iter()
+            .flatten()
+            .find(|(c, _)| *c == clause)
+            .unwrap_or_else(|| panic!("{function} has no clause {clause}"))
+            .1
+    }
+}
+
+/// What each suite function must do for each `eh_throw` kind 0..=5.
+pub fn expected_outcomes() -> Vec<Outcome> {
+    let sel = predicted_selectors();
+    // What escapes a frame with no matching handler, per kind.
+    let escape = |kind: i64| match kind {
+        1 => (7, 1),
+        2 => (11, 2),
+        3 => (13, 3),
+        4 => (17, 2),
+        5 => (2, 4),
+        _ => unreachable!(),
+    };
+    let mut out = Vec::new();
+    for function in SUITE_FUNCTIONS {
+        for kind in 0..=5 {
+            let (value, escaped, cleanups) = match (function, kind) {
+                (_, 0) => (42, 0, 0),
+                ("catch_int" | "indirect", 1) => (sel(function, "_ZTIi") * 1000 + 7, 0, 0),
+                ("catch_base", 1) => (sel(function, "_ZTIi") * 1000 + 7, 0, 0),
+                ("catch_base", 2) => (sel(function, "_ZTI4Base") * 1000 + 11, 0, 0),
+                ("catch_base", 4) => (sel(function, "_ZTI4Base") * 1000 + 17, 0, 0),
+                ("catch_all", 3) => (sel(function, "_ZTI9Unrelated") * 1000 + 13, 0, 0),
+                ("catch_all", _) => (sel(function, "null") * 1000 + 99, 0, 0),
+                ("cleanup", k) => (escape(k).0, escape(k).1, 1),
+                ("rethrow", 1) => (7, 1, 1),
+                ("depth1", 1) => (100_000 + sel("depth10", "_ZTIi") * 100 + 7, 0, 0),
+                ("depth1", 2) => (50_000 + sel("depth5", "_ZTI4Base") * 100 + 11, 0, 0),
+                ("depth1", 4) => (50_000 + sel("depth5", "_ZTI4Base") * 100 + 17, 0, 0),
+                ("depth1", _) => (10_000 + sel("depth1", "null") * 100 + 99, 0, 0),
+                (_, k) => (escape(k).0, escape(k).1, 0),
+            };
+            out.push(Outcome {
+                function: function.to_string(),
+                kind,
+                value,
+                escaped,
+                cleanups,
+            });
+        }
+    }
+    out
+}
