@@ -1,1 +1,579 @@
-//! The filetest runner lives in `tests/filetests.rs`.
+//! Runner for the exception-table filetests, in the format of Cranelift's
+//! `cranelift/filetests` with precise output.
+//!
+//! A filetest is a CLIF file with one `test` command, `set` lines, one or
+//! more `target` lines, clause-policy directives in comments, and
+//! functions. The expected output of each function is the block of `;`
+//! comment lines after its closing `}`:
+//!
+//! ```text
+//! function %f() system_v {
+//!     ...
+//! }
+//!
+//! ; function %f: 64 code bytes
+//! ;   no LSDA (no handlers)
+//! ```
+//!
+//! Lines starting with `;;` are descriptions and never part of an
+//! expectation; lines `; eh-...:` are directives. Subtests:
+//!
+//! * `test lsda`: legalize, compile and encode each function for each
+//!   target; the output is [`clif_eh::CompiledFunction`]'s text (selectors
+//!   and the decoded LSDA).
+//! * `test legalize-eh`: the IR after landing-pad legalization, followed by
+//!   the function's type table and the meaning of each clause-set tag the
+//!   legalized IR uses.
+//!
+//! A function that fails has the output `error: <message>`, so bad inputs
+//! are tested by their error text. With several `target` lines, each
+//! target's output is preceded by `target <triple>`.
+//!
+//! Directives (see `clif_eh::parse_policy` for the policy ones):
+//!
+//! ```text
+//! ; eh-selectors: type-filter | always-zero | catch-all-zero-typed-one
+//! ; eh-default: catch-all | cleanup
+//! ; eh-tag: tagN = catch <symbol>[+addend] | catch 0x<addr> | catch-all | cleanup, ...
+//! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
+//! ```
+
+use clif_eh::{ToolError, compile_function, parse_policy};
+use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_lsda::{
+    CallSiteEncoding, ClausePolicy, LsdaEncoding, TypeEncoding, legalize_landing_pads,
+};
+use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
+use similar::TextDiff;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// The directives the runner knows, as written after `; `.
+const DIRECTIVES: [&str; 4] = ["eh-selectors:", "eh-default:", "eh-tag:", "eh-encoding:"];
+
+/// The subtests this runner implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subtest {
+    /// `test lsda`: the compiled function's selectors and decoded LSDA.
+    Lsda,
+    /// `test legalize-eh`: the IR after landing-pad legalization.
+    LegalizeEh,
+}
+
+impl Subtest {
+    fn from_command(name: &str) -> Option<Self> {
+        match name {
+            "lsda" => Some(Self::Lsda),
+            "legalize-eh" => Some(Self::LegalizeEh),
+            _ => None,
+        }
+    }
+}
+
+/// The actual output of one function of a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FunctionOutput {
+    /// The function's name, e.g. `%f`.
+    pub name: String,
+    /// 1-based line of the `function` keyword.
+    pub line: usize,
+    /// The output lines (without the `; ` prefix).
+    pub lines: Vec<String>,
+}
+
+/// Compute the actual output of every function of a filetest.
+///
+/// Fails (for the whole file) only when the file cannot be run at all: it
+/// does not parse as CLIF, has no or an unknown `test` command, or has no
+/// `target`. A bad policy or encoding directive is not such a failure: it
+/// becomes every function's output, so that it can be tested.
+pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
+    let test =
+        parse_test(text, ParseOptions::default()).map_err(|e| format!("parse error: {e}"))?;
+    let mut subtest = None;
+    for command in &test.commands {
+        let Some(found) = Subtest::from_command(command.command) else {
+            return Err(format!(
+                "unsupported `test {}` (this runner knows `test lsda` and `test legalize-eh`)",
+                command.command
+            ));
+        };
+        if !command.options.is_empty() {
+            return Err(format!("`test {}` takes no options", command.command));
+        }
+        if subtest.replace(found).is_some() {
+            return Err("a filetest has exactly one `test` command".to_string());
+        }
+    }
+    let subtest = subtest.ok_or("no `test lsda` or `test legalize-eh` line")?;
+    let isas = match test.isa_spec {
+        IsaSpec::Some(isas) => isas,
+        IsaSpec::None(_) => return Err("no `target` line".to_string()),
+    };
+    if test.functions.is_empty() {
+        return Err("no function".to_string());
+    }
+
+    let setup = check_directives(text)
+        .and_then(|()| parse_policy(text))
+        .and_then(|policy| Ok((policy, parse_encoding(text)?)));
+
+    let mut outputs = Vec::new();
+    for (func, details) in &test.functions {
+        let mut lines = Vec::new();
+        match &setup {
+            // A directive error does not depend on the target: say it once.
+            Err(e) => push_error(&mut lines, e),
+            Ok((policy, encoding)) => {
+                for isa in &isas {
+                    if isas.len() > 1 {
+                        lines.push(format!("target {}", isa.triple()));
+                    }
+                    // A fresh policy for each function and target: clause-set
+                    // tags interned for one function must not define tags for
+                    // another, and each output stands on its own.
+                    let mut policy = policy.clone();
+                    match subtest {
+                        Subtest::Lsda => {
+                            match compile_function(func, isa, &mut policy, *encoding) {
+                                Ok(compiled) => push_text(&mut lines, &compiled.to_string()),
+                                Err(e) => push_error(&mut lines, &e),
+                            }
+                        }
+                        Subtest::LegalizeEh => match legalize(func, isa, &mut policy) {
+                            Ok(text) => push_text(&mut lines, &text),
+                            Err(e) => push_error(&mut lines, &e),
+                        },
+                    }
+                }
+            }
+        }
+        outputs.push(FunctionOutput {
+            name: func.name.to_string(),
+            line: details.location.line_number,
+            lines,
+        });
+    }
+    Ok(outputs)
+}
+
+fn push_text(lines: &mut Vec<String>, text: &str) {
+    lines.extend(text.lines().map(|l| l.trim_end().to_string()));
+}
+
+fn push_error(lines: &mut Vec<String>, error: &ToolError) {
+    push_text(lines, &format!("error: {error}"));
+}
+
+/// The output of `test legalize-eh` for one function and target.
+fn legalize(
+    func: &Function,
+    isa: &OwnedTargetIsa,
+    policy: &mut ClausePolicy,
+) -> Result<String, ToolError> {
+    let mut legalized = func.clone();
+    let prepared =
+        legalize_landing_pads(&mut legalized, &**isa, policy).map_err(|error| ToolError::Lsda {
+            function: func.name.to_string(),
+            error,
+        })?;
+    let mut out = legalized.display().to_string();
+    for (i, entry) in prepared.types().entries().iter().enumerate() {
+        writeln!(out, "type #{}: {entry}", i + 1).unwrap();
+    }
+    // The meaning of each tag the legalized IR uses, in order of first use.
+    let mut tags: Vec<ExceptionTag> = Vec::new();
+    for block in legalized.layout.blocks() {
+        let Some(inst) = legalized.layout.last_inst(block) else {
+            continue;
+        };
+        let Some(et) = legalized.dfg.insts[inst].exception_table() else {
+            continue;
+        };
+        for item in legalized.dfg.exception_tables[et].items() {
+            if let ExceptionTableItem::Tag(tag, _) = item
+                && !tags.contains(&tag)
+            {
+                tags.push(tag);
+            }
+        }
+    }
+    for tag in tags {
+        match policy.clauses(tag) {
+            Ok(list) => writeln!(out, "{tag} = {list}").unwrap(),
+            Err(e) => writeln!(out, "{tag}: {e}").unwrap(),
+        }
+    }
+    Ok(out)
+}
+
+/// Reject `; eh-...:` lines that are not a known directive, so that a typo
+/// (`; eh-selector: always-zero`) does not silently fall back to a default.
+fn check_directives(text: &str) -> Result<(), ToolError> {
+    for (i, line) in text.lines().enumerate() {
+        let Some(word) = directive_word(line) else {
+            continue;
+        };
+        if !DIRECTIVES.iter().any(|d| word == d.trim_end_matches(':')) {
+            return Err(ToolError::Policy {
+                line: i + 1,
+                message: format!(
+                    "unknown directive `{word}:` (expected eh-selectors, eh-default, eh-tag or \
+                     eh-encoding)"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The word of a `; eh-word:` directive line.
+fn directive_word(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix(';')?;
+    if rest.starts_with(';') {
+        return None;
+    }
+    let (word, _) = rest.trim_start().split_once(':')?;
+    (word.starts_with("eh-") && !word.contains(char::is_whitespace)).then_some(word)
+}
+
+/// Read `; eh-encoding:` (default: [`LsdaEncoding::object`]).
+pub fn parse_encoding(text: &str) -> Result<LsdaEncoding, ToolError> {
+    let mut encoding = LsdaEncoding::object();
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim().strip_prefix(';') else {
+            continue;
+        };
+        let Some(words) = rest.trim().strip_prefix("eh-encoding:") else {
+            continue;
+        };
+        for word in words.split_whitespace() {
+            match word {
+                "uleb128" => encoding.call_sites = CallSiteEncoding::Uleb128,
+                "udata4" => encoding.call_sites = CallSiteEncoding::Udata4,
+                "pcrel" => encoding.types = TypeEncoding::PcRelSdata4,
+                "absptr" => encoding.types = TypeEncoding::Absptr,
+                "indirect" => encoding.types = TypeEncoding::IndirectPcRelSdata4,
+                other => {
+                    return Err(ToolError::Policy {
+                        line: i + 1,
+                        message: format!(
+                            "unknown encoding `{other}` (expected uleb128, udata4, pcrel, absptr \
+                             or indirect)"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(encoding)
+}
+
+/// Where a function's expectation sits in the file's lines.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    /// 0-based index of the line holding the function's closing `}`.
+    pub close: usize,
+    /// 0-based index one past the last line the expectation (and the blank
+    /// lines around it) occupies; the lines `close + 1 .. end` are replaced
+    /// when blessing.
+    pub end: usize,
+    /// The expected lines, without their `; ` prefix; `None` when the
+    /// function has no expectation block.
+    pub lines: Option<Vec<String>>,
+}
+
+/// Whether `line` belongs to an expectation block: a `;` comment that is
+/// neither a `;;` description nor a `; eh-...:` directive.
+fn is_expectation_line(line: &str) -> bool {
+    line.starts_with(';') && !line.starts_with(";;") && directive_word(line).is_none()
+}
+
+/// Find the expectation of the function whose `function` keyword is on
+/// 1-based line `line`.
+pub fn find_expectation(lines: &[&str], line: usize) -> Result<Expectation, String> {
+    let start = line.saturating_sub(1);
+    let close = (start..lines.len())
+        .find(|&i| {
+            let code = lines[i].split(';').next().unwrap_or("");
+            code.trim() == "}"
+        })
+        .ok_or_else(|| format!("no closing `}}` after line {line}"))?;
+    let mut i = close + 1;
+    while i < lines.len() && lines[i].trim().is_empty() {
+        i += 1;
+    }
+    let block_start = i;
+    while i < lines.len() && is_expectation_line(lines[i]) {
+        i += 1;
+    }
+    let expected = (i > block_start).then(|| {
+        lines[block_start..i]
+            .iter()
+            .map(|l| {
+                let text = l.strip_prefix("; ").or_else(|| l.strip_prefix(';'));
+                text.unwrap_or(l).trim_end().to_string()
+            })
+            .collect()
+    });
+    if expected.is_some() {
+        while i < lines.len() && lines[i].trim().is_empty() {
+            i += 1;
+        }
+    } else {
+        // No block: only the blank lines after `}` are replaced.
+        i = block_start;
+    }
+    Ok(Expectation {
+        close,
+        end: i,
+        lines: expected,
+    })
+}
+
+/// Rewrite `text` so that each function's expectation is its actual
+/// output. `blocks` pairs each expectation with its new lines.
+pub fn bless(text: &str, blocks: &[(Expectation, Vec<String>)]) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::new();
+    let mut next = 0;
+    let mut sorted: Vec<&(Expectation, Vec<String>)> = blocks.iter().collect();
+    sorted.sort_by_key(|(e, _)| e.close);
+    for (exp, new) in sorted {
+        for line in &lines[next..=exp.close] {
+            out.push_str(line);
+            out.push('\n');
+        }
+        out.push('\n');
+        for line in new {
+            if line.is_empty() {
+                out.push_str(";\n");
+            } else {
+                out.push_str("; ");
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        if exp.end < lines.len() {
+            out.push('\n');
+        }
+        next = exp.end;
+    }
+    for line in &lines[next..] {
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The result of running one function.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The output matched.
+    Pass,
+    /// The expectation was rewritten (bless mode).
+    Blessed,
+    /// The output did not match, or there was no expectation; the message
+    /// says how.
+    Fail(String),
+}
+
+/// The result of running one file.
+#[derive(Debug)]
+pub struct FileResult {
+    /// Each function's name and outcome; a file that could not be run at
+    /// all has a single entry named `(file)`.
+    pub functions: Vec<(String, Outcome)>,
+    /// The new file text, when blessing changed it.
+    pub blessed: Option<String>,
+}
+
+/// Run one filetest's text; `bless` rewrites mismatching expectations.
+pub fn check_text(text: &str, bless_mode: bool) -> FileResult {
+    let file_error = |msg: String| FileResult {
+        functions: vec![("(file)".to_string(), Outcome::Fail(msg))],
+        blessed: None,
+    };
+    // Cranelift panics on some inputs (e.g. a tail call without frame
+    // pointers on x86_64): fail the file, not the whole run.
+    let outputs = match std::panic::catch_unwind(|| run_text(text)) {
+        Ok(Ok(outputs)) => outputs,
+        Ok(Err(msg)) => return file_error(msg),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            return file_error(format!("panicked: {msg}"));
+        }
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut functions = Vec::new();
+    let mut rewrites = Vec::new();
+    for output in outputs {
+        let exp = match find_expectation(&lines, output.line) {
+            Ok(exp) => exp,
+            Err(msg) => return file_error(msg),
+        };
+        let outcome = match &exp.lines {
+            Some(expected) if *expected == output.lines => Outcome::Pass,
+            _ if bless_mode => Outcome::Blessed,
+            None => Outcome::Fail(format!(
+                "function {} (line {}): no expected output; run with CRANELIFT_TEST_BLESS=1",
+                output.name, output.line
+            )),
+            Some(expected) => Outcome::Fail(format!(
+                "function {} (line {}): output does not match the expectation\n{}\
+                 (run with CRANELIFT_TEST_BLESS=1 to accept the actual output)",
+                output.name,
+                output.line,
+                diff(expected, &output.lines)
+            )),
+        };
+        if outcome == Outcome::Blessed {
+            rewrites.push((exp, output.lines));
+        }
+        functions.push((output.name, outcome));
+    }
+    let blessed = (!rewrites.is_empty()).then(|| bless(text, &rewrites));
+    FileResult { functions, blessed }
+}
+
+/// A unified diff from `expected` to `actual`.
+pub fn diff(expected: &[String], actual: &[String]) -> String {
+    let expected: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let actual: Vec<&str> = actual.iter().map(String::as_str).collect();
+    TextDiff::from_slices(&expected, &actual)
+        .unified_diff()
+        .context_radius(3)
+        .header("expected", "actual")
+        .to_string()
+}
+
+/// Every `.clif` file under `dir`, sorted.
+pub fn collect_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "clif") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "\
+test lsda
+set unwind_info=true
+target x86_64
+;; description
+; eh-default: cleanup
+
+function %a() system_v {
+block0:
+    return
+}
+
+; old line
+;
+; more
+
+;; next function
+function %b() system_v {
+block0:
+    return
+}
+";
+
+    #[test]
+    fn expectations_are_found_between_close_and_next_code() {
+        let lines: Vec<&str> = FILE.lines().collect();
+        let a = find_expectation(&lines, 7).unwrap();
+        assert_eq!(a.close, 9);
+        assert_eq!(a.end, 15);
+        assert_eq!(
+            a.lines,
+            Some(vec![
+                "old line".to_string(),
+                String::new(),
+                "more".to_string()
+            ])
+        );
+        let b = find_expectation(&lines, 17).unwrap();
+        assert_eq!(b.close, 19);
+        assert_eq!(b.end, 20);
+        assert_eq!(b.lines, None);
+    }
+
+    #[test]
+    fn bless_replaces_blocks_and_keeps_everything_else() {
+        let lines: Vec<&str> = FILE.lines().collect();
+        let a = find_expectation(&lines, 7).unwrap();
+        let b = find_expectation(&lines, 17).unwrap();
+        let new = bless(
+            FILE,
+            &[
+                (b, vec!["B".to_string()]),
+                (a, vec!["A".to_string(), String::new()]),
+            ],
+        );
+        assert!(new.contains("}\n\n; A\n;\n\n;; next function\n"), "{new}");
+        assert!(new.ends_with("    return\n}\n\n; B\n"), "{new}");
+        // Blessing is idempotent: the new text's expectations read back.
+        let lines: Vec<&str> = new.lines().collect();
+        let a = find_expectation(&lines, 7).unwrap();
+        assert_eq!(a.lines, Some(vec!["A".to_string(), String::new()]));
+    }
+
+    const LEAF: &str = "function %f() system_v {\nblock0:\n    return\n}\n";
+
+    #[test]
+    fn files_that_cannot_run_fail_as_a_whole() {
+        let run = |head: &str| run_text(&format!("{head}{LEAF}")).unwrap_err();
+        assert!(run("test compile\ntarget x86_64\n").contains("unsupported `test compile`"));
+        assert!(run("target x86_64\n").contains("no `test lsda`"));
+        assert!(run("test lsda\n").contains("no `target` line"));
+        assert!(run("test lsda\ntest legalize-eh\ntarget x86_64\n").contains("exactly one"));
+        let result = check_text(&format!("test lsda\ntarget x86_64\n{LEAF}"), false);
+        assert!(
+            matches!(&result.functions[..], [(_, Outcome::Fail(m))] if m.contains("no expected"))
+        );
+    }
+
+    #[test]
+    fn a_cranelift_panic_fails_only_its_file() {
+        // x86_64 tail calls need frame pointers; Cranelift panics without.
+        let text = "test lsda\nset unwind_info=true\ntarget x86_64\n\
+            function %t(i64) -> i64 tail {\n    sig0 = (i64) -> i64 tail\n    \
+            fn0 = %g sig0\nblock0(v0: i64):\n    return_call fn0(v0)\n}\n";
+        let result = check_text(text, false);
+        assert!(
+            matches!(&result.functions[..], [(_, Outcome::Fail(m))] if m.starts_with("panicked")),
+            "{:?}",
+            result.functions
+        );
+    }
+
+    #[test]
+    fn unknown_directives_are_errors() {
+        let err = check_directives("; eh-selector: always-zero\n").unwrap_err();
+        assert!(err.to_string().contains("unknown directive `eh-selector:`"));
+        assert!(check_directives(";; eh-whatever: x\n; eh-tag: tag1 = cleanup\n").is_ok());
+        let enc = parse_encoding("; eh-encoding: udata4 absptr\n").unwrap();
+        assert_eq!(enc.call_sites, CallSiteEncoding::Udata4);
+        assert_eq!(enc.types, TypeEncoding::Absptr);
+        assert!(parse_encoding("; eh-encoding: sdata8\n").is_err());
+    }
+}
