@@ -38,19 +38,14 @@
 //! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
 //! ```
 
-use clif_eh::{ToolError, compile_function, parse_policy};
+use clif_eh::{ToolError, compile_function, directive_word, parse_encoding, parse_policy};
 use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
 use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_lsda::{
-    CallSiteEncoding, ClausePolicy, LsdaEncoding, TypeEncoding, legalize_landing_pads,
-};
+use cranelift_lsda::{ClausePolicy, legalize_landing_pads};
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 use similar::TextDiff;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-
-/// The directives the runner knows, as written after `; `.
-const DIRECTIVES: [&str; 4] = ["eh-selectors:", "eh-default:", "eh-tag:", "eh-encoding:"];
 
 /// The subtests this runner implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,9 +110,7 @@ pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
         return Err("no function".to_string());
     }
 
-    let setup = check_directives(text)
-        .and_then(|()| parse_policy(text))
-        .and_then(|policy| Ok((policy, parse_encoding(text)?)));
+    let setup = parse_policy(text).and_then(|policy| Ok((policy, parse_encoding(text)?)));
 
     let mut outputs = Vec::new();
     for (func, details) in &test.functions {
@@ -206,68 +199,6 @@ fn legalize(
         }
     }
     Ok(out)
-}
-
-/// Reject `; eh-...:` lines that are not a known directive, so that a typo
-/// (`; eh-selector: always-zero`) does not silently fall back to a default.
-fn check_directives(text: &str) -> Result<(), ToolError> {
-    for (i, line) in text.lines().enumerate() {
-        let Some(word) = directive_word(line) else {
-            continue;
-        };
-        if !DIRECTIVES.iter().any(|d| word == d.trim_end_matches(':')) {
-            return Err(ToolError::Policy {
-                line: i + 1,
-                message: format!(
-                    "unknown directive `{word}:` (expected eh-selectors, eh-default, eh-tag or \
-                     eh-encoding)"
-                ),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// The word of a `; eh-word:` directive line.
-fn directive_word(line: &str) -> Option<&str> {
-    let rest = line.trim().strip_prefix(';')?;
-    if rest.starts_with(';') {
-        return None;
-    }
-    let (word, _) = rest.trim_start().split_once(':')?;
-    (word.starts_with("eh-") && !word.contains(char::is_whitespace)).then_some(word)
-}
-
-/// Read `; eh-encoding:` (default: [`LsdaEncoding::object`]).
-pub fn parse_encoding(text: &str) -> Result<LsdaEncoding, ToolError> {
-    let mut encoding = LsdaEncoding::object();
-    for (i, line) in text.lines().enumerate() {
-        let Some(rest) = line.trim().strip_prefix(';') else {
-            continue;
-        };
-        let Some(words) = rest.trim().strip_prefix("eh-encoding:") else {
-            continue;
-        };
-        for word in words.split_whitespace() {
-            match word {
-                "uleb128" => encoding.call_sites = CallSiteEncoding::Uleb128,
-                "udata4" => encoding.call_sites = CallSiteEncoding::Udata4,
-                "pcrel" => encoding.types = TypeEncoding::PcRelSdata4,
-                "absptr" => encoding.types = TypeEncoding::Absptr,
-                "indirect" => encoding.types = TypeEncoding::IndirectPcRelSdata4,
-                other => {
-                    return Err(ToolError::Policy {
-                        line: i + 1,
-                        message: format!(
-                            "unknown encoding `{other}` (expected uleb128, udata4, pcrel, absptr \
-                             or indirect)"
-                        ),
-                    });
-                }
-            }
-        }
-    }
-    Ok(encoding)
 }
 
 /// Where a function's expectation sits in the file's lines.
@@ -568,12 +499,14 @@ block0:
 
     #[test]
     fn unknown_directives_are_errors() {
-        let err = check_directives("; eh-selector: always-zero\n").unwrap_err();
+        let err = parse_policy("; eh-selector: always-zero\n").unwrap_err();
         assert!(err.to_string().contains("unknown directive `eh-selector:`"));
-        assert!(check_directives(";; eh-whatever: x\n; eh-tag: tag1 = cleanup\n").is_ok());
+        assert!(parse_policy(";; eh-whatever: x\n; eh-tag: tag1 = cleanup\n").is_ok());
+        let err = parse_policy("; eh-default: cleanup\n; eh-default: catch-all\n").unwrap_err();
+        assert!(err.to_string().contains("already given on line 1"), "{err}");
         let enc = parse_encoding("; eh-encoding: udata4 absptr\n").unwrap();
-        assert_eq!(enc.call_sites, CallSiteEncoding::Udata4);
-        assert_eq!(enc.types, TypeEncoding::Absptr);
+        assert_eq!(enc.call_sites, cranelift_lsda::CallSiteEncoding::Udata4);
+        assert_eq!(enc.types, cranelift_lsda::TypeEncoding::Absptr);
         assert!(parse_encoding("; eh-encoding: sdata8\n").is_err());
     }
 }

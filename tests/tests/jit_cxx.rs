@@ -101,7 +101,11 @@ fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
         caught.downcast_ref::<&str>().copied(),
         Some("a Rust panic crossing Cranelift frames")
     );
-    assert_eq!(clif_eh::module::cleanup_count(), 2, "both frames' cleanup pads ran");
+    assert_eq!(
+        clif_eh::module::cleanup_count(),
+        2,
+        "both frames' cleanup pads ran"
+    );
 }
 
 unsafe extern "C" {

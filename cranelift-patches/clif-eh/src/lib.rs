@@ -12,10 +12,14 @@
 //! ; eh-tag: tag2 = catch-all
 //! ; eh-tag: tag3 = cleanup
 //! ; eh-tag: tag4 = catch _ZTIi, catch _ZTI3Foo+8, cleanup
+//! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
 //! ```
 //!
-//! Defaults: `type-filter` selectors (libstdc++), `default` = catch-all.
+//! Defaults: `type-filter` selectors (libstdc++), `default` = catch-all,
+//! [`LsdaEncoding::object`]. An unknown `eh-` directive, or a repeated
+//! `eh-selectors` / `eh-default` / `eh-encoding`, is an error.
 
+pub mod dump;
 pub mod module;
 
 use core::fmt;
@@ -24,9 +28,9 @@ use cranelift_codegen::ir::{ExceptionTag, Function};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::{Context, print_errors::pretty_error};
 use cranelift_lsda::{
-    Clause, ClausePolicy, DecodedLsda, DefaultAction, Lsda, LsdaEncoding, LsdaError,
-    PreparedFunction, SelectorConvention, TypeEntry, decode_lsda, legalize_landing_pads,
-    lsda_for_compiled,
+    CallSiteEncoding, Clause, ClausePolicy, DecodedLsda, DefaultAction, Lsda, LsdaEncoding,
+    LsdaError, PreparedFunction, SelectorConvention, TypeEncoding, TypeEntry, decode_lsda,
+    legalize_landing_pads, lsda_for_compiled,
 };
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
@@ -80,6 +84,81 @@ pub struct EhFile {
     pub isas: Vec<OwnedTargetIsa>,
     /// The functions, as parsed.
     pub functions: Vec<Function>,
+    /// The LSDA encodings from `; eh-encoding:`.
+    pub encoding: LsdaEncoding,
+}
+
+const DIRECTIVES: [&str; 4] = ["eh-selectors", "eh-default", "eh-tag", "eh-encoding"];
+
+/// The word of a `; eh-word:` directive line (`;;` lines are descriptions).
+pub fn directive_word(line: &str) -> Option<&str> {
+    let rest = line.trim().strip_prefix(';')?;
+    if rest.starts_with(';') {
+        return None;
+    }
+    let (word, _) = rest.trim_start().split_once(':')?;
+    (word.starts_with("eh-") && !word.contains(char::is_whitespace)).then_some(word)
+}
+
+/// The directives of `text` as (line number, word, value), rejecting
+/// unknown words and repeated single-valued ones.
+fn directives(text: &str) -> Result<Vec<(usize, &str, &str)>, ToolError> {
+    let mut out: Vec<(usize, &str, &str)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(word) = directive_word(line) else {
+            continue;
+        };
+        let line_no = i + 1;
+        if !DIRECTIVES.contains(&word) {
+            return Err(ToolError::Policy {
+                line: line_no,
+                message: format!(
+                    "unknown directive `{word}:` (expected eh-selectors, eh-default, eh-tag or \
+                     eh-encoding)"
+                ),
+            });
+        }
+        if word != "eh-tag"
+            && let Some((first, ..)) = out.iter().find(|(_, w, _)| *w == word)
+        {
+            return Err(ToolError::Policy {
+                line: line_no,
+                message: format!("`{word}:` is already given on line {first}"),
+            });
+        }
+        let value = line.split_once(':').map_or("", |(_, v)| v.trim());
+        out.push((line_no, word, value));
+    }
+    Ok(out)
+}
+
+/// Read `; eh-encoding:` (default [`LsdaEncoding::object`]).
+pub fn parse_encoding(text: &str) -> Result<LsdaEncoding, ToolError> {
+    let mut encoding = LsdaEncoding::object();
+    for (line, word, value) in directives(text)? {
+        if word != "eh-encoding" {
+            continue;
+        }
+        for item in value.split_whitespace() {
+            match item {
+                "uleb128" => encoding.call_sites = CallSiteEncoding::Uleb128,
+                "udata4" => encoding.call_sites = CallSiteEncoding::Udata4,
+                "pcrel" => encoding.types = TypeEncoding::PcRelSdata4,
+                "absptr" => encoding.types = TypeEncoding::Absptr,
+                "indirect" => encoding.types = TypeEncoding::IndirectPcRelSdata4,
+                other => {
+                    return Err(ToolError::Policy {
+                        line,
+                        message: format!(
+                            "unknown encoding `{other}` (expected uleb128, udata4, pcrel, \
+                             absptr or indirect)"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    Ok(encoding)
 }
 
 /// Parse the clause-policy directives of a CLIF file.
@@ -87,52 +166,52 @@ pub fn parse_policy(text: &str) -> Result<ClausePolicy, ToolError> {
     let mut selectors = SelectorConvention::TypeFilter;
     let mut default = DefaultAction::CatchAll;
     let mut tags = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
+    for (line_no, word, value) in directives(text)? {
         let err = |message: String| ToolError::Policy {
             line: line_no,
             message,
         };
-        let Some(rest) = line.trim().strip_prefix(';') else {
-            continue;
-        };
-        let rest = rest.trim();
-        if let Some(value) = rest.strip_prefix("eh-selectors:") {
-            selectors = match value.trim() {
-                "type-filter" => SelectorConvention::TypeFilter,
-                "always-zero" => SelectorConvention::AlwaysZero,
-                "catch-all-zero-typed-one" => SelectorConvention::CatchAllZeroTypedOne,
-                other => {
-                    return Err(err(format!(
-                        "unknown selector convention `{other}` (expected type-filter, \
-                         always-zero or catch-all-zero-typed-one)"
-                    )));
+        match word {
+            "eh-selectors" => {
+                selectors = match value {
+                    "type-filter" => SelectorConvention::TypeFilter,
+                    "always-zero" => SelectorConvention::AlwaysZero,
+                    "catch-all-zero-typed-one" => SelectorConvention::CatchAllZeroTypedOne,
+                    other => {
+                        return Err(err(format!(
+                            "unknown selector convention `{other}` (expected type-filter, \
+                             always-zero or catch-all-zero-typed-one)"
+                        )));
+                    }
                 }
-            };
-        } else if let Some(value) = rest.strip_prefix("eh-default:") {
-            default = match value.trim() {
-                "catch-all" => DefaultAction::CatchAll,
-                "cleanup" => DefaultAction::Cleanup,
-                other => {
-                    return Err(err(format!(
-                        "unknown default action `{other}` (expected catch-all or cleanup)"
-                    )));
+            }
+            "eh-default" => {
+                default = match value {
+                    "catch-all" => DefaultAction::CatchAll,
+                    "cleanup" => DefaultAction::Cleanup,
+                    other => {
+                        return Err(err(format!(
+                            "unknown default action `{other}` (expected catch-all or cleanup)"
+                        )));
+                    }
                 }
-            };
-        } else if let Some(value) = rest.strip_prefix("eh-tag:") {
-            let (tag, clauses) = value
-                .split_once('=')
-                .ok_or_else(|| err("expected `eh-tag: tagN = <clauses>`".to_string()))?;
-            let tag = tag
-                .trim()
-                .strip_prefix("tag")
-                .and_then(|n| n.parse::<u32>().ok())
-                .ok_or_else(|| err(format!("`{}` is not a tag like tag1", tag.trim())))?;
-            let clauses = clauses
-                .split(',')
-                .map(|c| parse_clause(c.trim()).map_err(&err))
-                .collect::<Result<Vec<_>, _>>()?;
-            tags.push((line_no, tag, clauses));
+            }
+            "eh-tag" => {
+                let (tag, clauses) = value
+                    .split_once('=')
+                    .ok_or_else(|| err("expected `eh-tag: tagN = <clauses>`".to_string()))?;
+                let tag = tag
+                    .trim()
+                    .strip_prefix("tag")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .ok_or_else(|| err(format!("`{}` is not a tag like tag1", tag.trim())))?;
+                let clauses = clauses
+                    .split(',')
+                    .map(|c| parse_clause(c.trim()).map_err(&err))
+                    .collect::<Result<Vec<_>, _>>()?;
+                tags.push((line_no, tag, clauses));
+            }
+            _ => {}
         }
     }
     let mut policy = ClausePolicy::new(default, selectors);
@@ -191,6 +270,7 @@ pub fn parse_file(text: &str) -> Result<EhFile, ToolError> {
     };
     Ok(EhFile {
         policy,
+        encoding: parse_encoding(text)?,
         isas,
         functions: test.functions.into_iter().map(|(f, _)| f).collect(),
     })

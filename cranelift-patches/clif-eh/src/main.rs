@@ -8,6 +8,7 @@ const USAGE: &str = "\
 usage: clif-eh show <file.clif> [--ir] [--udata4] [--absptr | --indirect]
        clif-eh run <file.clif> <function> <arg>...
        clif-eh object <file.clif> -o <out.o> [--target <arch>] [--personality <name>]
+       clif-eh dump <elf file>
 
   show      legalize every function of the file into landing-pad form,
             compile it for each `target` of the file, and print the
@@ -22,6 +23,8 @@ usage: clif-eh show <file.clif> [--ir] [--udata4] [--absptr | --indirect]
             it returned or which C++ exception escaped it
   object    write a relocatable object with .eh_frame and .gcc_except_table
             (personality default __gxx_personality_v0) and print its tables
+  dump      print the .eh_frame, .eh_frame_hdr lookups and LSDAs of any ELF
+            file (object, executable or shared library)
 
 The clause policy is read from comment directives in the file:
   ; eh-selectors: type-filter | always-zero | catch-all-zero-typed-one
@@ -45,6 +48,15 @@ fn run(args: &[String]) -> Result<(), String> {
         "show" => show(rest),
         "run" => run_jit(rest),
         "object" => object(rest),
+        "dump" => {
+            let [path] = rest else {
+                return Err(USAGE.to_string());
+            };
+            let bytes = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
+            let dump = clif_eh::dump::dump_elf(&bytes).map_err(|e| format!("{path}: {e}"))?;
+            print!("{dump}");
+            Ok(())
+        }
         "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
@@ -125,6 +137,8 @@ fn object(args: &[String]) -> Result<(), String> {
         .map_err(|e| format!("{path}: {e}"))?;
     std::fs::write(&out, &bytes).map_err(|e| format!("{out}: {e}"))?;
     println!("wrote {out} ({} bytes, {})", bytes.len(), isa.triple());
+    let dump = clif_eh::dump::dump_elf(&bytes).map_err(|e| format!("{out}: {e}"))?;
+    print!("{dump}");
     Ok(())
 }
 

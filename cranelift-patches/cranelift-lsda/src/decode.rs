@@ -16,7 +16,8 @@ use std::collections::HashSet;
 /// A decoded LSDA.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DecodedLsda {
-    /// Total size in bytes.
+    /// Size in bytes: up to the TType base, or the end of the last action
+    /// record read (trailing bytes of the input are not counted).
     pub size: usize,
     /// The landing-pad base, when the LSDA gives one (else the function start).
     pub lpstart: Option<u64>,
@@ -28,6 +29,8 @@ pub struct DecodedLsda {
     pub call_sites: Vec<DecodedCallSite>,
     /// The type table entries the action chains use, index 1 first.
     pub type_entries: Vec<DecodedTypeEntry>,
+    /// Offset of the TType base (the end of the type table), if any.
+    pub type_base: Option<usize>,
 }
 
 /// A decoded call-site record.
@@ -220,6 +223,7 @@ pub fn decode_lsda(
 
     let mut call_sites = Vec::new();
     let mut max_type = 0u32;
+    let mut end = action_start;
     while c.pos() < action_start {
         let start = c.encoded(call_site_encoding, address_size, "call-site start")?;
         let len = c.encoded(call_site_encoding, address_size, "call-site length")?;
@@ -231,7 +235,9 @@ pub fn decode_lsda(
         let chain = if action == 0 {
             Vec::new()
         } else {
-            decode_chain(bytes, endian, action_start, action - 1)?
+            let (chain, chain_end) = decode_chain(bytes, endian, action_start, action - 1)?;
+            end = end.max(chain_end);
+            chain
         };
         for a in &chain {
             if let DecodedAction::Catch(n) = a {
@@ -276,7 +282,8 @@ pub fn decode_lsda(
     }
 
     Ok(DecodedLsda {
-        size: bytes.len(),
+        size: type_base.unwrap_or(end),
+        type_base,
         lpstart,
         type_encoding,
         call_site_encoding,
@@ -290,8 +297,9 @@ fn decode_chain(
     endian: RunTimeEndian,
     action_start: usize,
     first: u64,
-) -> LsdaResult<Vec<DecodedAction>> {
+) -> LsdaResult<(Vec<DecodedAction>, usize)> {
     let mut chain = Vec::new();
+    let mut end = action_start;
     let mut seen = HashSet::new();
     let mut record = usize::try_from(first)
         .ok()
@@ -312,8 +320,9 @@ fn decode_chain(
             ),
             f => DecodedAction::ExceptionSpec(f),
         });
+        end = end.max(c.pos());
         if disp == 0 {
-            return Ok(chain);
+            return Ok((chain, end));
         }
         record = i64::try_from(disp_field)
             .ok()
@@ -408,7 +417,7 @@ impl fmt::Display for DecodedLsda {
                     DecodedAction::Catch(n) => {
                         let entry = self.type_entries.get(*n as usize - 1);
                         match entry {
-                            Some(e) => write!(f, "{sep}catch #{n} {e} (selector {n})")?,
+                            Some(e) => write!(f, "{sep}catch #{n} {e}")?,
                             None => write!(f, "{sep}catch #{n}")?,
                         }
                     }

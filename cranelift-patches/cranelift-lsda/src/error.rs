@@ -13,6 +13,8 @@ pub enum LsdaError {
     UnknownTag(u32),
     /// A tag was defined twice in the policy.
     TagAlreadyDefined(u32),
+    /// The tag lies in the range reserved for interned clause sets.
+    ReservedTag(u32),
     /// A clause list with no clause was given where one is required.
     EmptyClauseList,
     /// The target ISA has no landing-pad support (no Itanium data registers
@@ -100,6 +102,11 @@ impl fmt::Display for LsdaError {
             Self::TagAlreadyDefined(tag) => {
                 write!(f, "tag{tag} is already defined in the clause policy")
             }
+            Self::ReservedTag(tag) => write!(
+                f,
+                "tag{tag} is reserved for clause sets the policy interns (tags from {:#x} up)",
+                crate::policy::CLAUSE_SET_TAG_BASE
+            ),
             Self::EmptyClauseList => write!(f, "a clause list must hold at least one clause"),
             Self::UnsupportedIsa(why) => write!(f, "unsupported target for landing pads: {why}"),
             Self::UnsupportedCallConv { inst, call_conv } => write!(

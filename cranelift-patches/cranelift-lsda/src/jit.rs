@@ -138,7 +138,7 @@ impl JitExceptionTables {
                 lsda_offsets.push(None);
                 continue;
             };
-            while lsda_bytes.len() % 4 != 0 {
+            while !lsda_bytes.len().is_multiple_of(4) {
                 lsda_bytes.push(0);
             }
             let base = lsda_bytes.len();

@@ -13,15 +13,16 @@
 use crate::error::{LsdaError, LsdaResult};
 use crate::landing_pad::{PreparedFunction, TryCallForm, analyze_landing_pads, clause_list_of};
 use crate::policy::{Clause, ClausePolicy, TypeTable, normalize_clauses};
+use cranelift_codegen::ir::ExceptionTag;
 use cranelift_codegen::ir::{
     Block, BlockArg, BlockCall, ExceptionTableData, ExceptionTableItem, Function, InstBuilder,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// A catch destination: a block and the arguments the item passed to it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Destination {
     block: Block,
     args: Vec<BlockArg>,
@@ -59,6 +60,9 @@ pub fn legalize_landing_pads(
 
     let ptr = isa.pointer_type();
     let mut builder_ctx = FunctionBuilderContext::new();
+    // Calls with the same clause set and destinations share one pad. Its
+    // SSA arguments dominate it: they dominate every call that uses it.
+    let mut pads: HashMap<(ExceptionTag, Vec<(i64, Destination)>), Block> = HashMap::new();
     for (inst, text) in work {
         let et = func.dfg.insts[inst]
             .exception_table()
@@ -110,7 +114,17 @@ pub fn legalize_landing_pads(
             Some(dest) if by_selector.values().all(|d| *d == dest) && dest.args == exn_args => {
                 dest.block
             }
-            _ => build_pad(func, &mut builder_ctx, isa, ptr, &by_selector)?,
+            _ => {
+                let key = (set_tag, by_selector.clone().into_iter().collect());
+                match pads.get(&key) {
+                    Some(&pad) => pad,
+                    None => {
+                        let pad = build_pad(func, &mut builder_ctx, isa, ptr, &by_selector)?;
+                        pads.insert(key, pad);
+                        pad
+                    }
+                }
+            }
         };
 
         let pad_call = BlockCall::new(pad, exn_args, &mut func.dfg.value_lists);

@@ -55,6 +55,6 @@ pub use legalize::legalize_landing_pads;
 #[cfg(feature = "object")]
 pub use object::ObjectExceptionTables;
 pub use policy::{
-    Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention, TypeEntry, TypeTable,
-    normalize_clauses,
+    CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
+    TypeEntry, TypeTable, normalize_clauses,
 };

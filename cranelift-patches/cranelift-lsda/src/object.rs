@@ -67,8 +67,7 @@ impl ObjectExceptionTables {
             cranelift_codegen::ir::Endianness::Big => gimli::RunTimeEndian::Big,
         };
         let address_size = isa.pointer_bytes();
-        let mut symbols = Vec::new();
-        symbols.push(SymbolRef::PersonalitySlot);
+        let symbols = vec![SymbolRef::PersonalitySlot];
         let personality_address = Address::Symbol {
             symbol: 0,
             addend: 0,
@@ -132,7 +131,7 @@ impl ObjectExceptionTables {
         let (lsda_address, size) = match lsda {
             None => (None, None),
             Some(lsda) => {
-                while self.except_table.len() % 4 != 0 {
+                while !self.except_table.len().is_multiple_of(4) {
                     self.except_table.push(0);
                 }
                 let base = self.except_table.len();

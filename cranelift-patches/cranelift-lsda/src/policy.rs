@@ -185,6 +185,11 @@ pub enum SelectorConvention {
     CatchAllZeroTypedOne,
 }
 
+/// The first tag the policy allocates for interned clause sets. Tags from
+/// here up are reserved, so an IR tag the embedder never defined can never
+/// be mistaken for a clause set interned while legalizing another function.
+pub const CLAUSE_SET_TAG_BASE: u32 = 0x8000_0000;
+
 /// The embedder's mapping from exception tags to clauses.
 #[derive(Clone, Debug)]
 pub struct ClausePolicy {
@@ -210,13 +215,19 @@ impl ClausePolicy {
         self.define_clause_set(tag, [clause])
     }
 
-    /// Map `tag` to an ordered clause set.
+    /// Map `tag` (below [`CLAUSE_SET_TAG_BASE`]) to an ordered clause set.
     pub fn define_clause_set(
         &mut self,
         tag: ExceptionTag,
         clauses: impl IntoIterator<Item = Clause>,
     ) -> LsdaResult<()> {
-        let list = ClauseList::new(clauses)?;
+        if tag.as_u32() >= CLAUSE_SET_TAG_BASE {
+            return Err(LsdaError::ReservedTag(tag.as_u32()));
+        }
+        self.insert(tag, ClauseList::new(clauses)?)
+    }
+
+    fn insert(&mut self, tag: ExceptionTag, list: ClauseList) -> LsdaResult<()> {
         let key = tag.as_u32();
         if self.tags.contains_key(&key) {
             return Err(LsdaError::TagAlreadyDefined(key));
@@ -227,7 +238,7 @@ impl ClausePolicy {
     }
 
     /// The tag naming `clauses`: an existing tag with exactly this clause
-    /// list, or a fresh one above every tag defined so far.
+    /// list, or a fresh one from [`CLAUSE_SET_TAG_BASE`] up.
     pub fn intern_clause_set(
         &mut self,
         clauses: impl IntoIterator<Item = Clause>,
@@ -237,14 +248,16 @@ impl ClausePolicy {
             return Ok(ExceptionTag::from_u32(tag));
         }
         let fresh = match self.tags.last_key_value() {
-            None => 0,
-            Some((&last, _)) => last.checked_add(1).ok_or(LsdaError::DoesNotFit {
-                what: "exception tag",
-                value: u64::from(last) + 1,
-            })?,
+            Some((&last, _)) if last >= CLAUSE_SET_TAG_BASE => {
+                last.checked_add(1).ok_or(LsdaError::DoesNotFit {
+                    what: "exception tag",
+                    value: u64::from(last) + 1,
+                })?
+            }
+            _ => CLAUSE_SET_TAG_BASE,
         };
         let tag = ExceptionTag::from_u32(fresh);
-        self.define_clause_set(tag, list.0)?;
+        self.insert(tag, list)?;
         Ok(tag)
     }
 
@@ -369,12 +382,21 @@ mod tests {
         let mut policy = ClausePolicy::new(DefaultAction::CatchAll, SelectorConvention::TypeFilter);
         policy.define(ExceptionTag::from_u32(7), sym("a")).unwrap();
         let set = policy.intern_clause_set([sym("a"), sym("b")]).unwrap();
-        assert_eq!(set.as_u32(), 8);
+        assert_eq!(set.as_u32(), CLAUSE_SET_TAG_BASE);
         assert_eq!(policy.intern_clause_set([sym("a"), sym("b")]).unwrap(), set);
         assert_eq!(policy.intern_clause_set([sym("a")]).unwrap().as_u32(), 7);
         assert_eq!(
-            policy.define(ExceptionTag::from_u32(8), sym("z")),
-            Err(LsdaError::TagAlreadyDefined(8))
+            policy.define(ExceptionTag::from_u32(7), sym("z")),
+            Err(LsdaError::TagAlreadyDefined(7))
+        );
+        assert_eq!(
+            policy.define(set, sym("z")),
+            Err(LsdaError::ReservedTag(CLAUSE_SET_TAG_BASE))
+        );
+        // An undefined tag stays unknown, whatever was interned.
+        assert_eq!(
+            policy.clauses(ExceptionTag::from_u32(8)),
+            Err(LsdaError::UnknownTag(8))
         );
         assert_eq!(
             policy.clauses(ExceptionTag::from_u32(99)),

@@ -84,7 +84,10 @@ pub fn run_tool(tool: &str, args: &[&str], path: &Path) -> String {
 }
 
 /// The scenario suite shared by the JIT and linked-object tests.
-pub const CXX_SUITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/examples/cxx-suite.clif");
+pub const CXX_SUITE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../docs/examples/cxx-suite.clif"
+);
 
 /// Functions of the suite, as called by the tests.
 pub const SUITE_FUNCTIONS: [&str; 7] = [
