@@ -5,10 +5,11 @@
 mod support;
 
 use cranelift_lsda::{
-    CallSite, CallSiteEncoding, Clause, ClauseList, DecodedAction, LandingPad, Lsda, LsdaEncoding,
-    TypeEncoding, TypeEntry, TypeTable, decode_lsda, encode_lsda,
+    CallSite, CallSiteEncoding, Clause, ClauseList, LandingPad, LsdaEncoding, TypeEncoding,
+    TypeEntry, TypeTable, encode_lsda,
 };
 use pretty_assertions::assert_eq;
+use support::{our_rows, readelf_rows, sleb_len};
 
 fn catch(name: &str) -> Clause {
     Clause::Catch(TypeEntry::symbol(name))
@@ -153,99 +154,6 @@ fn goldens() -> Vec<Golden> {
             ],
         },
     ]
-}
-
-/// Per call site: (start, length, landing pad, action type filters).
-type Rows = Vec<(u64, u64, u64, Vec<i64>)>;
-
-fn our_rows(lsda: &Lsda, encoding: LsdaEncoding) -> Rows {
-    let decoded = decode_lsda(
-        &lsda.bytes,
-        &lsda.relocs,
-        encoding.endian,
-        encoding.address_size,
-    )
-    .unwrap();
-    decoded
-        .call_sites
-        .iter()
-        .map(|cs| {
-            let filters = cs
-                .chain
-                .iter()
-                .map(|a| match a {
-                    DecodedAction::Cleanup => 0,
-                    DecodedAction::Catch(n) => i64::from(*n),
-                    DecodedAction::ExceptionSpec(f) => *f,
-                })
-                .collect();
-            (cs.start, cs.len, cs.landing_pad, filters)
-        })
-        .collect()
-}
-
-fn field(line: &str) -> Option<i64> {
-    let value = line.split(':').nth(1)?.split_whitespace().next()?;
-    match value.strip_prefix("0x") {
-        Some(hex) => i64::from_str_radix(hex, 16).ok(),
-        None => value.parse().ok(),
-    }
-}
-
-fn sleb_len(mut v: i64) -> i64 {
-    let mut n = 1;
-    while !(-64..64).contains(&v) {
-        v >>= 7;
-        n += 1;
-    }
-    n
-}
-
-/// The same rows, from eu-readelf's text: its call-site table, and its
-/// action table (records numbered in order, which we place at byte offsets
-/// from their sizes to follow each call site's action).
-fn readelf_rows(text: &str) -> Rows {
-    let mut sites = Vec::new();
-    let mut records: Vec<(i64, i64)> = Vec::new();
-    let mut lines = text.lines().map(str::trim);
-    while let Some(line) = lines.next() {
-        if line.contains("Call site start:") {
-            let start = field(line).unwrap();
-            let len = field(lines.next().unwrap()).unwrap();
-            let pad = field(lines.next().unwrap()).unwrap();
-            let action = field(lines.next().unwrap()).unwrap();
-            sites.push((start, len, pad, action));
-        } else if line.contains("ar_filter:") {
-            let filter = field(line).unwrap();
-            let disp = field(lines.next().unwrap()).unwrap();
-            records.push((filter, disp));
-        }
-    }
-    let mut offsets = Vec::new();
-    let mut at = 0;
-    for (filter, disp) in &records {
-        offsets.push(at);
-        at += sleb_len(*filter) + sleb_len(*disp);
-    }
-    sites
-        .into_iter()
-        .map(|(start, len, pad, action)| {
-            let mut filters = Vec::new();
-            if action != 0 {
-                let mut offset = action - 1;
-                loop {
-                    let i = offsets.iter().position(|&o| o == offset).expect("record");
-                    let (filter, disp) = records[i];
-                    filters.push(filter);
-                    if disp == 0 {
-                        break;
-                    }
-                    offset = offset + sleb_len(filter) + disp;
-                }
-            }
-            (start as u64, len as u64, pad as u64, filters)
-        })
-        .collect()
 }
 
 #[test]

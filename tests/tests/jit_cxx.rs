@@ -1,136 +1,29 @@
-//! JIT path: Cranelift code compiled with cranelift-jit, its tables
-//! registered with the process's unwinder (libgcc_s here; LLVM libunwind in
-//! `object_unwinders.rs`'s JIT binary), caught by libstdc++'s
-//! `__gxx_personality_v0`; a Rust panic crossing Cranelift frames.
+//! JIT path under the default unwinder (libgcc_s): Cranelift code compiled
+//! with cranelift-jit, its tables registered, caught by libstdc++'s
+//! `__gxx_personality_v0`; a Rust panic crossing Cranelift frames. The same
+//! checks run under LLVM libunwind in `tests/jit-llvm-libunwind`.
 
 mod support;
 
-use clif_eh::module::{Escaped, jit_file};
-use pretty_assertions::assert_eq;
-use support::{CXX_SUITE, Outcome, expected_outcomes};
+#[test]
+fn runs_under_libgcc() {
+    assert_eq!(
+        cranelift_lsda::detect_unwinder(),
+        cranelift_lsda::Unwinder::Libgcc
+    );
+}
 
 #[test]
 fn libstdcxx_catches_in_jit_frames() {
-    let text = std::fs::read_to_string(CXX_SUITE).unwrap();
-    let file = clif_eh::parse_file(&text).unwrap();
-    let jit = jit_file(&file, &[]).unwrap();
-    let mut actual = Vec::new();
-    for expected in expected_outcomes() {
-        let out = jit.call(&expected.function, expected.kind).unwrap();
-        actual.push(Outcome {
-            function: expected.function.clone(),
-            kind: expected.kind,
-            value: out.value,
-            escaped: match out.escaped {
-                Escaped::Nothing => 0,
-                Escaped::Int => 1,
-                Escaped::Base => 2,
-                Escaped::Unrelated => 3,
-                Escaped::Double => 4,
-                Escaped::Other => 5,
-            },
-            cleanups: out.cleanups,
-        });
-    }
-    assert_eq!(actual, expected_outcomes());
+    support::jit::libstdcxx_catches_in_jit_frames();
 }
-
-extern "C-unwind" fn rust_may_panic(x: i64) -> i64 {
-    if x == 1 {
-        panic!("a Rust panic crossing Cranelift frames");
-    }
-    x + 1
-}
-
-const RUST_PANIC: &str = "
-set unwind_info=true
-target x86_64
-target aarch64
-; eh-tag: tag4 = cleanup
-
-function %through_rust(i64) -> i64 system_v {
-    sig0 = (i64) -> i64 system_v
-    sig1 = () system_v
-    sig2 = (i64) system_v
-    fn0 = %rust_may_panic sig0
-    fn1 = %eh_note_cleanup sig1
-    fn2 = %_Unwind_Resume sig2
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag4: block2(exn0) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64):
-    call fn1()
-    call fn2(v2)
-    trap user1
-}
-
-function %outer(i64) -> i64 system_v {
-    sig0 = (i64) -> i64 system_v
-    sig1 = () system_v
-    sig2 = (i64) system_v
-    fn0 = %through_rust sig0
-    fn1 = %eh_note_cleanup sig1
-    fn2 = %_Unwind_Resume sig2
-block0(v0: i64):
-    try_call fn0(v0), sig0, block1(ret0), [ tag4: block2(exn0) ]
-block1(v1: i64):
-    return v1
-block2(v2: i64):
-    call fn1()
-    call fn2(v2)
-    trap user1
-}
-";
 
 #[test]
 fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
-    let file = clif_eh::parse_file(RUST_PANIC).unwrap();
-    let jit = jit_file(&file, &[("rust_may_panic", rust_may_panic as *const u8)]).unwrap();
-    let code = jit.function_ptr("outer").unwrap();
-    // SAFETY: `outer` is a finalized (i64) -> i64 system_v function whose
-    // tables are registered; it may unwind, hence "C-unwind".
-    let outer: extern "C-unwind" fn(i64) -> i64 = unsafe { std::mem::transmute(code) };
-
-    clif_eh::module::reset_cleanup_count();
-    assert_eq!(std::panic::catch_unwind(|| outer(5)).unwrap(), 6);
-    assert_eq!(clif_eh::module::cleanup_count(), 0);
-
-    let caught = std::panic::catch_unwind(|| outer(1)).unwrap_err();
-    assert_eq!(
-        caught.downcast_ref::<&str>().copied(),
-        Some("a Rust panic crossing Cranelift frames")
-    );
-    assert_eq!(
-        clif_eh::module::cleanup_count(),
-        2,
-        "both frames' cleanup pads ran"
-    );
-}
-
-unsafe extern "C" {
-    fn _Unwind_Find_FDE(pc: *const u8, bases: *mut [usize; 3]) -> *const u8;
-}
-
-fn unwinder_finds(pc: *const u8) -> bool {
-    let mut bases = [0usize; 3];
-    // SAFETY: only looks `pc` up in the unwinder's registry; `bases` is a
-    // writable `struct dwarf_eh_bases` (three pointers).
-    !unsafe { _Unwind_Find_FDE(pc, &mut bases) }.is_null()
+    support::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
 }
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {
-    let text = std::fs::read_to_string(CXX_SUITE).unwrap();
-    let file = clif_eh::parse_file(&text).unwrap();
-    for _ in 0..3 {
-        let jit = jit_file(&file, &[]).unwrap();
-        let pc = jit.function_ptr("catch_base").unwrap().wrapping_add(1);
-        assert!(unwinder_finds(pc), "registered FDE not found");
-        assert_eq!(jit.call("catch_base", 2).unwrap().escaped, Escaped::Nothing);
-        // SAFETY: no pointer into the module is used after this (`pc` is
-        // only looked up, never dereferenced).
-        unsafe { jit.module.free_memory() };
-        assert!(!unwinder_finds(pc), "FDE still registered after free");
-    }
+    support::jit::tables_are_deregistered_before_the_code_is_freed();
 }

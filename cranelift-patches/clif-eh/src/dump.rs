@@ -25,6 +25,9 @@ pub struct CieDump {
     pub personality: Option<String>,
     /// Whether the personality is reached through a pointer slot.
     pub personality_indirect: bool,
+    /// The personality pointer as encoded: the slot's address when
+    /// indirect, else the routine's.
+    pub personality_pointer: Option<u64>,
 }
 
 /// An FDE as read back.
@@ -300,6 +303,9 @@ fn cie_dump(
         .position(|&b| b == 0)
         .ok_or_else(|| bad("unterminated CIE augmentation"))?;
     let augmentation = String::from_utf8_lossy(&rest[..end]).into_owned();
+    let personality_pointer = personality.map(|p| match p {
+        Pointer::Direct(a) | Pointer::Indirect(a) => a,
+    });
     let (personality, personality_indirect) = match personality {
         None => (None, false),
         Some(Pointer::Direct(a)) => (Some(image.symbol_at(a).unwrap_or(format!("{a:#x}"))), false),
@@ -317,6 +323,7 @@ fn cie_dump(
         augmentation,
         personality,
         personality_indirect,
+        personality_pointer,
     })
 }
 

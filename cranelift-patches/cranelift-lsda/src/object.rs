@@ -346,6 +346,13 @@ fn dw_ref_slot(object: &mut Object<'static>, target: &str, size: u8) -> LsdaResu
         format!(".data.rel.local.{name}").into_bytes(),
         SectionKind::Data,
     );
+    if object.format() == object::BinaryFormat::Elf {
+        // Members of a COMDAT group must say so, or BFD rejects the file.
+        object.section_mut(section).flags = object::SectionFlags::Elf {
+            sh_type: object::elf::SHT_PROGBITS,
+            sh_flags: object::elf::SHF_ALLOC | object::elf::SHF_WRITE | object::elf::SHF_GROUP,
+        };
+    }
     let offset = object.append_section_data(section, &vec![0; usize::from(size)], u64::from(size));
     let slot = object.add_symbol(Symbol {
         name: name.into_bytes(),

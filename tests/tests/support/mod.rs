@@ -83,11 +83,22 @@ pub fn run_tool(tool: &str, args: &[&str], path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// The scenario suite shared by the JIT and linked-object tests.
-pub const CXX_SUITE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../docs/examples/cxx-suite.clif"
-);
+pub mod jit;
+
+/// The scenario suite shared by the JIT and linked-object tests, found
+/// from whichever workspace package runs the test.
+pub fn cxx_suite() -> String {
+    let mut dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    loop {
+        let candidate = dir.join("docs/examples/cxx-suite.clif");
+        if candidate.exists() {
+            return std::fs::read_to_string(candidate).unwrap();
+        }
+        dir = dir
+            .parent()
+            .expect("docs/examples/cxx-suite.clif above the package");
+    }
+}
 
 /// Functions of the suite, as called by the tests.
 pub const SUITE_FUNCTIONS: [&str; 7] = [
@@ -115,8 +126,7 @@ pub struct Outcome {
 /// `function` that has it, from legalizing the suite for `isa`.
 pub fn predicted_selectors() -> impl Fn(&str, &str) -> i64 {
     use cranelift_lsda::{Clause, TypeEntry};
-    let text = std::fs::read_to_string(CXX_SUITE).unwrap();
-    let mut file = clif_eh::parse_file(&text).unwrap();
+    let mut file = clif_eh::parse_file(&cxx_suite()).unwrap();
     let isa = file.isas[0].clone();
     let mut rows = std::collections::HashMap::new();
     for func in file.functions.clone() {
@@ -184,4 +194,97 @@ pub fn expected_outcomes() -> Vec<Outcome> {
         }
     }
     out
+}
+
+/// Per call site: (start, length, landing pad, action type filters).
+pub type Rows = Vec<(u64, u64, u64, Vec<i64>)>;
+
+pub fn our_rows(lsda: &cranelift_lsda::Lsda, encoding: cranelift_lsda::LsdaEncoding) -> Rows {
+    let decoded = cranelift_lsda::decode_lsda(
+        &lsda.bytes,
+        &lsda.relocs,
+        encoding.endian,
+        encoding.address_size,
+    )
+    .unwrap();
+    decoded
+        .call_sites
+        .iter()
+        .map(|cs| {
+            let filters = cs
+                .chain
+                .iter()
+                .map(|a| match a {
+                    cranelift_lsda::DecodedAction::Cleanup => 0,
+                    cranelift_lsda::DecodedAction::Catch(n) => i64::from(*n),
+                    cranelift_lsda::DecodedAction::ExceptionSpec(f) => *f,
+                })
+                .collect();
+            (cs.start, cs.len, cs.landing_pad, filters)
+        })
+        .collect()
+}
+
+fn field(line: &str) -> Option<i64> {
+    let value = line.split(':').nth(1)?.split_whitespace().next()?;
+    match value.strip_prefix("0x") {
+        Some(hex) => i64::from_str_radix(hex, 16).ok(),
+        None => value.parse().ok(),
+    }
+}
+
+pub fn sleb_len(mut v: i64) -> i64 {
+    let mut n = 1;
+    while !(-64..64).contains(&v) {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+/// The same rows, from eu-readelf's text: its call-site table, and its
+/// action table (records numbered in order, which we place at byte offsets
+/// from their sizes to follow each call site's action).
+pub fn readelf_rows(text: &str) -> Rows {
+    let mut sites = Vec::new();
+    let mut records: Vec<(i64, i64)> = Vec::new();
+    let mut lines = text.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        if line.contains("Call site start:") {
+            let start = field(line).unwrap();
+            let len = field(lines.next().unwrap()).unwrap();
+            let pad = field(lines.next().unwrap()).unwrap();
+            let action = field(lines.next().unwrap()).unwrap();
+            sites.push((start, len, pad, action));
+        } else if line.contains("ar_filter:") {
+            let filter = field(line).unwrap();
+            let disp = field(lines.next().unwrap()).unwrap();
+            records.push((filter, disp));
+        }
+    }
+    let mut offsets = Vec::new();
+    let mut at = 0;
+    for (filter, disp) in &records {
+        offsets.push(at);
+        at += sleb_len(*filter) + sleb_len(*disp);
+    }
+    sites
+        .into_iter()
+        .map(|(start, len, pad, action)| {
+            let mut filters = Vec::new();
+            if action != 0 {
+                let mut offset = action - 1;
+                loop {
+                    let i = offsets.iter().position(|&o| o == offset).expect("record");
+                    let (filter, disp) = records[i];
+                    filters.push(filter);
+                    if disp == 0 {
+                        break;
+                    }
+                    offset = offset + sleb_len(filter) + disp;
+                }
+            }
+            (start as u64, len as u64, pad as u64, filters)
+        })
+        .collect()
 }

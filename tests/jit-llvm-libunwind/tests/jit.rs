@@ -1,0 +1,44 @@
+//! The JIT checks of `tests/tests/jit_cxx.rs`, with LLVM libunwind as the
+//! unwinder: `__register_frame` takes one FDE per call here.
+
+// Links this package's library, which carries libunwind.so.1.
+extern crate eh_tests_llvm_libunwind as _;
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+#[test]
+fn runs_under_llvm_libunwind() {
+    assert_eq!(
+        cranelift_lsda::detect_unwinder(),
+        cranelift_lsda::Unwinder::LlvmLibunwind
+    );
+    unsafe extern "C" {
+        fn _Unwind_RaiseException(exception: *mut u8) -> i32;
+    }
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the address and fills `info`.
+    let found = unsafe { libc::dladdr(_Unwind_RaiseException as *const libc::c_void, &mut info) };
+    assert_ne!(found, 0);
+    // SAFETY: dladdr set dli_fname to a NUL-terminated path.
+    let library = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
+    assert!(
+        library.to_string_lossy().contains("libunwind.so.1"),
+        "{library:?}"
+    );
+}
+
+#[test]
+fn libstdcxx_catches_in_jit_frames() {
+    support::jit::libstdcxx_catches_in_jit_frames();
+}
+
+#[test]
+fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
+    support::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
+}
+
+#[test]
+fn tables_are_deregistered_before_the_code_is_freed() {
+    support::jit::tables_are_deregistered_before_the_code_is_freed();
+}
