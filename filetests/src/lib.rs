@@ -38,6 +38,7 @@
 //! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
 //! ```
 
+use clif_eh::module::Escaped;
 use clif_eh::{ToolError, compile_function, directive_word, parse_encoding, parse_policy};
 use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -90,7 +91,8 @@ pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
     for command in &test.commands {
         let Some(found) = Subtest::from_command(command.command) else {
             return Err(format!(
-                "unsupported `test {}` (this runner knows `test lsda` and `test legalize-eh`)",
+                "unsupported `test {}` (this runner knows `test lsda`, `test legalize-eh` and \
+                 `test run`)",
                 command.command
             ));
         };
@@ -320,12 +322,138 @@ pub struct FileResult {
     pub blessed: Option<String>,
 }
 
-/// Run one filetest's text; `bless` rewrites mismatching expectations.
-pub fn check_text(text: &str, bless_mode: bool) -> FileResult {
-    let file_error = |msg: String| FileResult {
+fn file_error(msg: String) -> FileResult {
+    FileResult {
         functions: vec![("(file)".to_string(), Outcome::Fail(msg))],
         blessed: None,
+    }
+}
+
+/// One `; run:` directive: `%f(arg) == value`, or
+/// `%f(arg) throws <int|base|unrelated|double> <value>`, either optionally
+/// followed by `cleanups <n>` (how many cleanup pads must run).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunDirective {
+    /// The function, without `%`.
+    pub function: String,
+    /// Its argument.
+    pub arg: i64,
+    /// What must escape (`Nothing` for a normal return).
+    pub escaped: Escaped,
+    /// The return value, or the escaped exception's value.
+    pub value: i64,
+    /// Cleanup pads that must run, if given.
+    pub cleanups: Option<i64>,
+}
+
+/// Parse the text after `; run:`.
+pub fn parse_run_directive(text: &str) -> Result<RunDirective, String> {
+    let bad = || {
+        format!(
+            "`run: {text}` is not `%f(arg) == value` or `%f(arg) throws <int|base|unrelated|double> \
+             <value>` [cleanups <n>]"
+        )
     };
+    let (call, rest) = text.split_once(')').ok_or_else(bad)?;
+    let (function, arg) = call.trim().split_once('(').ok_or_else(bad)?;
+    let function = function.strip_prefix('%').ok_or_else(bad)?.to_string();
+    let arg = arg.trim().parse().map_err(|_| bad())?;
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let (escaped, value, tail) = match words.as_slice() {
+        ["==", value, tail @ ..] => (Escaped::Nothing, value, tail),
+        ["throws", kind, value, tail @ ..] => {
+            let escaped = match *kind {
+                "int" => Escaped::Int,
+                "base" => Escaped::Base,
+                "unrelated" => Escaped::Unrelated,
+                "double" => Escaped::Double,
+                _ => return Err(bad()),
+            };
+            (escaped, value, tail)
+        }
+        _ => return Err(bad()),
+    };
+    let value = value.parse().map_err(|_| bad())?;
+    let cleanups = match tail {
+        [] => None,
+        ["cleanups", n] => Some(n.parse().map_err(|_| bad())?),
+        _ => return Err(bad()),
+    };
+    Ok(RunDirective {
+        function,
+        arg,
+        escaped,
+        value,
+        cleanups,
+    })
+}
+
+/// `test run`: JIT-compile the file for the host, register its tables with
+/// the system unwinder, and check every `; run:` directive by calling the
+/// function through the C++ runtime (`clif-eh/cxx/eh_runtime.cpp`), which
+/// reports what escaped. Each directive is one test.
+fn check_run(text: &str) -> FileResult {
+    let file = match clif_eh::parse_file(text) {
+        Ok(file) => file,
+        Err(e) => return file_error(e.to_string()),
+    };
+    let jit = match clif_eh::module::jit_file(&file, &[]) {
+        Ok(jit) => jit,
+        Err(e) => return file_error(e.to_string()),
+    };
+    let mut functions = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some(directive) = line
+            .trim()
+            .strip_prefix(';')
+            .and_then(|l| l.trim().strip_prefix("run:"))
+        else {
+            continue;
+        };
+        let name = format!("line {}: run:{directive}", i + 1);
+        let outcome = match parse_run_directive(directive.trim()) {
+            Err(msg) => Outcome::Fail(format!("{name}: {msg}")),
+            Ok(run) => match jit.call(&run.function, run.arg) {
+                Err(e) => Outcome::Fail(format!("{name}: {e}")),
+                Ok(out)
+                    if out.escaped == run.escaped
+                        && out.value == run.value
+                        && run.cleanups.is_none_or(|n| n == out.cleanups) =>
+                {
+                    Outcome::Pass
+                }
+                Ok(out) => Outcome::Fail(format!(
+                    "{name}: got {}{} (cleanup pads run: {})",
+                    match out.escaped {
+                        Escaped::Nothing => "== ".to_string(),
+                        other => format!("throws {} ", format!("{other:?}").to_lowercase()),
+                    },
+                    out.value,
+                    out.cleanups
+                )),
+            },
+        };
+        functions.push((name, outcome));
+    }
+    // SAFETY: nothing calls into the module after this.
+    unsafe { jit.module.free_memory() };
+    if functions.is_empty() {
+        return file_error("a `test run` file needs `; run:` directives".to_string());
+    }
+    FileResult {
+        functions,
+        blessed: None,
+    }
+}
+
+/// Run one filetest's text; `bless` rewrites mismatching expectations.
+pub fn check_text(text: &str, bless_mode: bool) -> FileResult {
+    if text.lines().any(|l| l.trim() == "test run") {
+        return match std::panic::catch_unwind(|| check_run(text)) {
+            Ok(result) => result,
+            Err(_) => file_error("panicked while running".to_string()),
+        };
+    }
     // Cranelift panics on some inputs (e.g. a tail call without frame
     // pointers on x86_64): fail the file, not the whole run.
     let outputs = match std::panic::catch_unwind(|| run_text(text)) {
@@ -508,5 +636,33 @@ block0:
         assert_eq!(enc.call_sites, cranelift_lsda::CallSiteEncoding::Udata4);
         assert_eq!(enc.types, cranelift_lsda::TypeEncoding::Absptr);
         assert!(parse_encoding("; eh-encoding: sdata8\n").is_err());
+    }
+
+    #[test]
+    fn run_directives_parse_or_explain() {
+        let run = parse_run_directive("%f(2) throws base 11 cleanups 1").unwrap();
+        assert_eq!(
+            run,
+            RunDirective {
+                function: "f".into(),
+                arg: 2,
+                escaped: Escaped::Base,
+                value: 11,
+                cleanups: Some(1),
+            }
+        );
+        assert_eq!(parse_run_directive("%f(-1) == 42").unwrap().value, 42);
+        for bad in [
+            "f(1) == 2",
+            "%f(x) == 2",
+            "%f(1) = 2",
+            "%f(1) throws char 1",
+            "%f(1) == 2 x",
+        ] {
+            assert!(
+                parse_run_directive(bad).unwrap_err().contains("is not"),
+                "{bad}"
+            );
+        }
     }
 }
