@@ -32,6 +32,10 @@ The clause policy is read from comment directives in the file:
   ; eh-tag: tag1 = catch _ZTIi, catch-all, cleanup";
 
 fn main() -> ExitCode {
+    // SAFETY: restoring the default disposition of SIGPIPE before any
+    // thread starts, so that `clif-eh ... | head` ends quietly like other
+    // command-line tools instead of panicking on a closed stdout.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args: Vec<String> = std::env::args().skip(1).collect();
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,111 @@
+//! The `clif-eh` command as a user runs it.
+
+use std::process::{Command, Stdio};
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/examples");
+
+fn clif_eh(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_clif-eh"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn show_prints_the_decoded_lsda_and_selectors() {
+    let (ok, out, err) = clif_eh(&["show", &format!("{EXAMPLES}/three-clauses.clif")]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("selectors: catch _ZTIi => 1; catch _ZTI3Foo => 2; cleanup => 0;"),
+        "{out}"
+    );
+    assert!(
+        out.contains("catch #1 _ZTIi, catch #2 _ZTI3Foo, cleanup"),
+        "{out}"
+    );
+    assert!(out.contains("no landing pad"), "{out}");
+}
+
+#[test]
+fn run_reports_what_was_caught() {
+    let (ok, out, err) = clif_eh(&[
+        "run",
+        &format!("{EXAMPLES}/cxx-suite.clif"),
+        "catch_base",
+        "2",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("%catch_base(2) returned 2011"), "{out}");
+    assert!(
+        out.contains("%catch_base(3) let a C++ Unrelated escape (value 13)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn object_writes_an_elf_with_both_cies() {
+    let path = std::env::temp_dir().join(format!("clif-eh-cli-{}.o", std::process::id()));
+    let (ok, out, err) = clif_eh(&[
+        "object",
+        &format!("{EXAMPLES}/cxx-suite.clif"),
+        "-o",
+        path.to_str().unwrap(),
+        "--target",
+        "x86_64",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("augmentation \"zLPR\", personality __gxx_personality_v0"),
+        "{out}"
+    );
+    assert!(out.contains("augmentation \"zR\""), "{out}");
+    let (ok, dumped, err) = clif_eh(&["dump", path.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.ends_with(&dumped), "dump of the written file differs");
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn bad_input_is_a_message_not_a_panic() {
+    let (ok, _, err) = clif_eh(&["show", "/nonexistent.clif"]);
+    assert!(
+        !ok && err.starts_with("clif-eh: /nonexistent.clif:"),
+        "{err}"
+    );
+    let (ok, _, err) = clif_eh(&["frobnicate"]);
+    assert!(!ok && err.contains("unknown command `frobnicate`"), "{err}");
+    let (ok, _, err) = clif_eh(&["run", &format!("{EXAMPLES}/cxx-suite.clif"), "nope", "1"]);
+    assert!(!ok && err.contains("no function %nope"), "{err}");
+    let (ok, _, err) = clif_eh(&[
+        "run",
+        &format!("{EXAMPLES}/cxx-suite.clif"),
+        "catch_int",
+        "x",
+    ]);
+    assert!(!ok && err.contains("`x` is not an integer"), "{err}");
+    assert!(!err.contains("panicked"));
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    // The reader goes away at once: the first write gets SIGPIPE, which ends
+    // the process (default disposition) instead of a panic (exit 101).
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clif-eh"))
+        .args(["show", &format!("{EXAMPLES}/cxx-suite.clif")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE));
+}
