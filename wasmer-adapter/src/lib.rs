@@ -1,0 +1,31 @@
+//! Wasmer's WebAssembly exception handling (`try_table`, `throw`,
+//! `throw_ref`) on the generic LSDA layer of `cranelift-lsda`.
+//!
+//! What Wasmer's Cranelift translator calls:
+//!
+//! * [`WasmerTagPolicy`]: module-local tags as LSDA type entries pointing to
+//!   `u32` slots of a per-module tag data section; catch-all null and last;
+//!   no cleanups (wasmer-vm's stage 1 terminates on them).
+//! * [`TryTableLowering`]: one clause-set item per call inside a
+//!   `try_table`, and one landing pad per scope that runs stage 2
+//!   (`wasmer_eh_personality2`) only when stage 1 asks for it and dispatches
+//!   its answer with `cranelift_frontend::Switch`.
+//! * [`VmBuiltins`]: the personality2 / throw / exnref builtins, loaded from
+//!   `vmctx` through wasmer-types 7.5 `VMOffsets`.
+//!
+//! The compiled functions' tables then come from
+//! `cranelift_lsda::lsda_for_compiled` with [`WasmerTagPolicy::policy`],
+//! and the CIE's personality is `wasmer_eh_personality`. See
+//! `docs/wasmer.md` for the runtime contract.
+
+#![deny(missing_docs)]
+
+mod builtins;
+mod lowering;
+mod policy;
+
+pub use builtins::{
+    Builtin, CATCH_ALL_SELECTOR, EXNREF_TYPE, NO_MATCH_SELECTOR, TAG_TYPE, VmBuiltins,
+};
+pub use lowering::{CatchKind, CatchTarget, LoweringError, TryTableLowering, payload_layout};
+pub use policy::{TAG_DATA_SYMBOL, WasmClause, WasmerTagPolicy};
