@@ -332,17 +332,7 @@ fn readelf_llvm_dwarfdump_and_eu_readelf_agree_with_our_decoding() {
 
     // eu-readelf decodes only the first LSDA of a section, so each compiled
     // LSDA is wrapped alone, exactly as the golden tests do.
-    let text = cxx_suite();
-    let mut file = clif_eh::parse_file(&text).unwrap();
-    let isa = file.isas[0].clone();
-    for func in file.functions.clone() {
-        let compiled = clif_eh::compile_function(
-            &func,
-            &isa,
-            &mut file.policy,
-            cranelift_lsda::LsdaEncoding::object(),
-        )
-        .unwrap();
+    for compiled in support::compiled_suite() {
         let Some(lsda) = compiled.lsda else { continue };
         let path = support::scratch_file(
             &format!("{}.o", compiled.name.trim_start_matches('%')),

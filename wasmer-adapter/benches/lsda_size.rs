@@ -10,7 +10,7 @@
 
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{
-    AbiParam, ExceptionTableData, ExceptionTableItem, ExternalName, ExtFuncData, InstBuilder,
+    AbiParam, ExceptionTableData, ExceptionTableItem, ExtFuncData, ExternalName, InstBuilder,
     Signature, UserExternalName, UserFuncName, types,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
@@ -100,7 +100,8 @@ fn ours(isa: &OwnedTargetIsa, module: &ModuleInfo, clauses: usize, calls: usize)
     let mut policy = WasmerTagPolicy::new();
     let mut sig = Signature::new(CallConv::SystemV);
     sig.params.push(AbiParam::new(types::I64));
-    let mut func = cranelift_codegen::ir::Function::with_name_signature(UserFuncName::user(0, 1), sig.clone());
+    let mut func =
+        cranelift_codegen::ir::Function::with_name_signature(UserFuncName::user(0, 1), sig.clone());
     let mut fctx = FunctionBuilderContext::new();
     {
         let mut b = FunctionBuilder::new(&mut func, &mut fctx);
@@ -109,7 +110,9 @@ fn ours(isa: &OwnedTargetIsa, module: &ModuleInfo, clauses: usize, calls: usize)
         b.switch_to_block(entry);
         let vmctx = b.block_params(entry)[0];
         let callee_sig = b.import_signature(sig.clone());
-        let name = b.func.declare_imported_user_function(UserExternalName::new(0, 0));
+        let name = b
+            .func
+            .declare_imported_user_function(UserExternalName::new(0, 0));
         let callee = b.import_function(ExtFuncData {
             name: ExternalName::user(name),
             signature: callee_sig,
@@ -120,7 +123,13 @@ fn ours(isa: &OwnedTargetIsa, module: &ModuleInfo, clauses: usize, calls: usize)
         let builtins = VmBuiltins::new(&offsets, types::I64, CallConv::SystemV);
         let mut lowering = TryTableLowering::new(builtins, vmctx, types::I64);
         let catches = (0..clauses as u32)
-            .map(|tag| CatchTarget { kind: CatchKind::Catch { tag, payload: vec![] }, block: handler })
+            .map(|tag| CatchTarget {
+                kind: CatchKind::Catch {
+                    tag,
+                    payload: vec![],
+                },
+                block: handler,
+            })
             .collect();
         lowering.enter_try_table(&b, &mut policy, catches).unwrap();
         for _ in 0..calls {
@@ -162,7 +171,9 @@ fn ours(isa: &OwnedTargetIsa, module: &ModuleInfo, clauses: usize, calls: usize)
 fn main() {
     let isa = isa();
     let (n1, n2): (usize, usize) = (32, 64);
-    println!("bytes per call site inside a try_table (N = {n1} -> {n2} calls), x86_64, Wasmer 7.5 vs adapter");
+    println!(
+        "bytes per call site inside a try_table (N = {n1} -> {n2} calls), x86_64, Wasmer 7.5 vs adapter"
+    );
     println!(
         "{:>7} | {:>12} {:>10} {:>6} | {:>12} {:>10} {:>6}",
         "clauses", "stock LSDA", "ours LSDA", "ratio", "stock code", "ours code", "ratio"

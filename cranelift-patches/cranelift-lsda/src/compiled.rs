@@ -7,11 +7,14 @@
 //! a no-landing-pad range, which is what a plain call needs and is harmless
 //! for a tail call, whose frame is gone before the callee can throw.
 
+use crate::eh_frame::unwind_info_of;
 use crate::encode::{CallSite, LandingPad, Lsda, LsdaEncoding, encode_lsda};
 use crate::error::{LsdaError, LsdaResult};
 use crate::landing_pad::PreparedFunction;
 use crate::policy::{ClauseList, ClausePolicy};
-use cranelift_codegen::{FinalizedMachCallSite, FinalizedMachExceptionHandler};
+use cranelift_codegen::isa::TargetIsa;
+use cranelift_codegen::isa::unwind::UnwindInfo;
+use cranelift_codegen::{Context, FinalizedMachCallSite, FinalizedMachExceptionHandler};
 
 /// Convert compiled call sites. With `prepared`, handlers of one call site
 /// are known to share a pad (Cranelift emits one equivalent trampoline per
@@ -73,4 +76,47 @@ pub fn lsda_for_compiled<'a>(
 ) -> LsdaResult<Option<Lsda>> {
     let sites = call_sites_from_compiled(call_sites, policy, Some(prepared))?;
     encode_lsda(&sites, code_len, prepared.types(), encoding)
+}
+
+/// What one compiled function contributes to `.eh_frame` and
+/// `.gcc_except_table`.
+pub struct CompiledTables {
+    /// Its CFI.
+    pub unwind: UnwindInfo,
+    /// Its code length.
+    pub code_len: u32,
+    /// Its LSDA, if it has handlers.
+    pub lsda: Option<Lsda>,
+}
+
+/// The tables of the function just compiled in `ctx` (e.g. by a
+/// cranelift-module `define_function`), whose IR was checked or legalized
+/// into landing-pad form.
+pub fn tables_for_compiled(
+    ctx: &Context,
+    isa: &dyn TargetIsa,
+    policy: &ClausePolicy,
+    prepared: &PreparedFunction,
+    encoding: LsdaEncoding,
+) -> LsdaResult<CompiledTables> {
+    let code = ctx.compiled_code().ok_or_else(|| {
+        LsdaError::Ir("the context holds no compiled code; define the function first".into())
+    })?;
+    let unwind = unwind_info_of(code, isa)?;
+    let code_len = u32::try_from(code.code_buffer().len()).map_err(|_| LsdaError::DoesNotFit {
+        what: "code length",
+        value: code.code_buffer().len() as u64,
+    })?;
+    let lsda = lsda_for_compiled(
+        code.buffer.call_sites(),
+        code_len,
+        policy,
+        prepared,
+        encoding,
+    )?;
+    Ok(CompiledTables {
+        unwind,
+        code_len,
+        lsda,
+    })
 }

@@ -13,8 +13,8 @@
 //! The result, [`JitModuleWithTables`], owns the module, so the tables can
 //! only be deregistered before (never after) the code is freed.
 
-use crate::compiled::lsda_for_compiled;
-use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, unwind_info_of};
+use crate::compiled::{CompiledTables, tables_for_compiled};
+use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding};
 use crate::encode::{Lsda, LsdaEncoding, LsdaRelocKind};
 use crate::error::{LsdaError, LsdaResult};
 use crate::landing_pad::PreparedFunction;
@@ -86,27 +86,13 @@ impl JitExceptionTables {
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
     ) -> LsdaResult<Option<usize>> {
-        let code = ctx.compiled_code().ok_or_else(|| {
-            LsdaError::Ir("the context holds no compiled code; define the function first".into())
-        })?;
-        let unwind = unwind_info_of(code, isa)?;
-        let code_len =
-            u32::try_from(code.code_buffer().len()).map_err(|_| LsdaError::DoesNotFit {
-                what: "code length",
-                value: code.code_buffer().len() as u64,
-            })?;
         let encoding = LsdaEncoding {
             endian: endian_of(isa),
             address_size: isa.pointer_bytes(),
             ..LsdaEncoding::jit()
         };
-        let lsda = lsda_for_compiled(
-            code.buffer.call_sites(),
-            code_len,
-            policy,
-            prepared,
-            encoding,
-        )?;
+        let CompiledTables { unwind, lsda, .. } =
+            tables_for_compiled(ctx, isa, policy, prepared, encoding)?;
         let size = lsda.as_ref().map(|l| l.bytes.len());
         self.functions.push(PendingFunction {
             func_id,

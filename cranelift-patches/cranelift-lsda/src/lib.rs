@@ -34,7 +34,9 @@ mod legalize;
 mod object;
 mod policy;
 
-pub use compiled::{call_sites_from_compiled, lsda_for_compiled};
+pub use compiled::{
+    CompiledTables, call_sites_from_compiled, lsda_for_compiled, tables_for_compiled,
+};
 pub use decode::{
     DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_lsda, encoding_name,
 };

@@ -17,8 +17,8 @@
 //!   system linker accepts the object in executables and shared libraries
 //!   and builds `.eh_frame_hdr` from it.
 
-use crate::compiled::lsda_for_compiled;
-use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, unwind_info_of};
+use crate::compiled::{CompiledTables, tables_for_compiled};
+use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding};
 use crate::encode::{LsdaEncoding, LsdaReloc, LsdaRelocKind, TypeEncoding};
 use crate::error::{LsdaError, LsdaResult};
 use crate::landing_pad::PreparedFunction;
@@ -112,22 +112,8 @@ impl ObjectExceptionTables {
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
     ) -> LsdaResult<Option<usize>> {
-        let code = ctx.compiled_code().ok_or_else(|| {
-            LsdaError::Ir("the context holds no compiled code; define the function first".into())
-        })?;
-        let unwind = unwind_info_of(code, isa)?;
-        let code_len =
-            u32::try_from(code.code_buffer().len()).map_err(|_| LsdaError::DoesNotFit {
-                what: "code length",
-                value: code.code_buffer().len() as u64,
-            })?;
-        let lsda = lsda_for_compiled(
-            code.buffer.call_sites(),
-            code_len,
-            policy,
-            prepared,
-            self.lsda_encoding,
-        )?;
+        let CompiledTables { unwind, lsda, .. } =
+            tables_for_compiled(ctx, isa, policy, prepared, self.lsda_encoding)?;
         let (lsda_address, size) = match lsda {
             None => (None, None),
             Some(lsda) => {

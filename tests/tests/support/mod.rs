@@ -126,19 +126,10 @@ pub struct Outcome {
 /// `function` that has it, from legalizing the suite for `isa`.
 pub fn predicted_selectors() -> impl Fn(&str, &str) -> i64 {
     use cranelift_lsda::{Clause, TypeEntry};
-    let mut file = clif_eh::parse_file(&cxx_suite()).unwrap();
-    let isa = file.isas[0].clone();
-    let mut rows = std::collections::HashMap::new();
-    for func in file.functions.clone() {
-        let compiled = clif_eh::compile_function(
-            &func,
-            &isa,
-            &mut file.policy,
-            cranelift_lsda::LsdaEncoding::object(),
-        )
-        .unwrap();
-        rows.insert(clif_eh::module::clif_name(&func), compiled.selectors);
-    }
+    let rows: std::collections::HashMap<String, Vec<Vec<(Clause, i64)>>> = compiled_suite()
+        .into_iter()
+        .map(|c| (c.name.trim_start_matches('%').to_string(), c.selectors))
+        .collect();
     move |function: &str, type_name: &str| {
         let clause = match type_name {
             "null" => Clause::Catch(TypeEntry::CatchAll),
@@ -151,6 +142,26 @@ pub fn predicted_selectors() -> impl Fn(&str, &str) -> i64 {
             .unwrap_or_else(|| panic!("{function} has no clause {clause}"))
             .1
     }
+}
+
+/// Every function of the suite legalized, compiled and encoded for the
+/// suite's first target, with object encodings.
+pub fn compiled_suite() -> Vec<clif_eh::CompiledFunction> {
+    let mut file = clif_eh::parse_file(&cxx_suite()).unwrap();
+    let isa = file.isas[0].clone();
+    file.functions
+        .clone()
+        .iter()
+        .map(|func| {
+            clif_eh::compile_function(
+                func,
+                &isa,
+                &mut file.policy,
+                cranelift_lsda::LsdaEncoding::object(),
+            )
+            .unwrap()
+        })
+        .collect()
 }
 
 /// What each suite function must do for each `eh_throw` kind 0..=5.
