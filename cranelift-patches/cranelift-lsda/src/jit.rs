@@ -8,7 +8,9 @@
 //! it once, honouring each unwinder's contract:
 //!
 //! * libgcc: `__register_frame` takes a whole zero-terminated section;
-//! * LLVM libunwind: `__register_frame` takes one FDE per call.
+//! * LLVM libunwind: `__register_frame` takes one FDE per call;
+//! * nongnu libunwind: no `__register_frame`; `_U_dyn_register` takes a
+//!   search table like `.eh_frame_hdr`'s (`UNW_INFO_FORMAT_IP_OFFSET`).
 //!
 //! The result, [`JitModuleWithTables`], owns the module, so the tables can
 //! only be deregistered before (never after) the code is freed.
@@ -38,23 +40,34 @@ pub enum Unwinder {
     Libgcc,
     /// LLVM libunwind: registers one FDE at a time.
     LlvmLibunwind,
+    /// nongnu libunwind (libunwind.so.8): registers search tables with
+    /// `_U_dyn_register`.
+    NongnuLibunwind,
 }
 
-/// The unwinder `__register_frame` resolves to in this process: LLVM
-/// libunwind exports `__unw_add_dynamic_fde`, libgcc does not.
-pub fn detect_unwinder() -> Unwinder {
+fn lookup(name: &core::ffi::CStr) -> *mut libc::c_void {
     // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks
-    // the symbol up; the pointer is compared, never called.
-    let llvm = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__unw_add_dynamic_fde".as_ptr()) };
-    if llvm.is_null() {
-        Unwinder::Libgcc
-    } else {
+    // the symbol up.
+    unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) }
+}
+
+/// The unwinder this process's `_Unwind_RaiseException` belongs to: nongnu
+/// libunwind's is also exported as `__libunwind_Unwind_RaiseException`;
+/// LLVM libunwind exports `__unw_add_dynamic_fde`; otherwise libgcc.
+pub fn detect_unwinder() -> Unwinder {
+    let raise = lookup(c"_Unwind_RaiseException");
+    if !raise.is_null() && raise == lookup(c"__libunwind_Unwind_RaiseException") {
+        Unwinder::NongnuLibunwind
+    } else if !lookup(c"__unw_add_dynamic_fde").is_null() {
         Unwinder::LlvmLibunwind
+    } else {
+        Unwinder::Libgcc
     }
 }
 
 struct PendingFunction {
     func_id: FuncId,
+    code_len: u32,
     unwind: UnwindInfo,
     lsda: Option<Lsda>,
 }
@@ -91,11 +104,15 @@ impl JitExceptionTables {
             address_size: isa.pointer_bytes(),
             ..LsdaEncoding::jit()
         };
-        let CompiledTables { unwind, lsda, .. } =
-            tables_for_compiled(ctx, isa, policy, prepared, encoding)?;
+        let CompiledTables {
+            unwind,
+            lsda,
+            code_len,
+        } = tables_for_compiled(ctx, isa, policy, prepared, encoding)?;
         let size = lsda.as_ref().map(|l| l.bytes.len());
         self.functions.push(PendingFunction {
             func_id,
+            code_len,
             unwind,
             lsda,
         });
@@ -164,7 +181,15 @@ impl JitExceptionTables {
         eh_frame.0.write_u32(0)?;
         let eh_frame = AlignedBytes::new(eh_frame.0.slice());
 
-        let registration = Registration::new(eh_frame, lsdas, detect_unwinder(), endian)?;
+        let ranges: Vec<(u64, u64)> = self
+            .functions
+            .iter()
+            .map(|f| {
+                let start = module.get_finalized_function(f.func_id) as u64;
+                (start, start + u64::from(f.code_len))
+            })
+            .collect();
+        let registration = Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?;
         Ok(JitModuleWithTables {
             module: Some(module),
             registration: Some(registration),
@@ -206,12 +231,55 @@ impl AlignedBytes {
     }
 }
 
+/// nongnu libunwind's `unw_dyn_info_t` with the remote-table union arm
+/// (libunwind-dynamic.h), for 64-bit targets.
+#[repr(C)]
+struct UnwDynInfo {
+    next: *mut UnwDynInfo,
+    prev: *mut UnwDynInfo,
+    start_ip: u64,
+    end_ip: u64,
+    gp: u64,
+    format: i32,
+    pad: i32,
+    load_offset: u64,
+    name_ptr: u64,
+    segbase: u64,
+    table_len: u64,
+    table_data: u64,
+}
+
+/// `UNW_INFO_FORMAT_IP_OFFSET`: start offsets relative to `start_ip`, FDE
+/// offsets relative to `segbase`.
+const UNW_INFO_FORMAT_IP_OFFSET: i32 = 4;
+
+/// One entry of the search table (`.eh_frame_hdr`'s layout).
+#[repr(C)]
+struct TableEntry {
+    start_ip_offset: i32,
+    fde_offset: i32,
+}
+
+type DynFn = unsafe extern "C" fn(*mut UnwDynInfo);
+
+enum Registered {
+    /// Pointers passed to `__register_frame`.
+    Frames(Vec<*const u8>),
+    /// A table passed to `_U_dyn_register`.
+    Dynamic {
+        info: Box<UnwDynInfo>,
+        _table: Box<[TableEntry]>,
+        register: DynFn,
+        cancel: DynFn,
+    },
+}
+
 /// Registered tables: deregistered on drop.
 struct Registration {
     // Kept alive (and unmoved) while registered.
     _eh_frame: AlignedBytes,
     _lsdas: AlignedBytes,
-    registered: Vec<*const u8>,
+    registered: Registered,
 }
 
 impl Registration {
@@ -220,19 +288,33 @@ impl Registration {
         lsdas: AlignedBytes,
         unwinder: Unwinder,
         endian: gimli::RunTimeEndian,
+        ranges: &[(u64, u64)],
     ) -> LsdaResult<Self> {
-        let registered = match unwinder {
-            Unwinder::Libgcc => vec![eh_frame.address(0)],
-            Unwinder::LlvmLibunwind => fde_offsets(&eh_frame, endian)?
-                .into_iter()
-                .map(|o| eh_frame.address(o))
-                .collect(),
+        let mut registered = match unwinder {
+            Unwinder::Libgcc => Registered::Frames(vec![eh_frame.address(0)]),
+            Unwinder::LlvmLibunwind => Registered::Frames(
+                fde_offsets(&eh_frame, endian)?
+                    .into_iter()
+                    .map(|o| eh_frame.address(o))
+                    .collect(),
+            ),
+            Unwinder::NongnuLibunwind => dynamic_table(&eh_frame, endian, ranges)?,
         };
-        for &entry in &registered {
-            // SAFETY: `entry` points into `eh_frame`, a well-formed
-            // `.eh_frame` (terminated for libgcc, an FDE for libunwind) whose
-            // code and LSDAs stay alive and unmoved until deregistration.
-            unsafe { __register_frame(entry) };
+        match &mut registered {
+            Registered::Frames(frames) => {
+                for &entry in frames.iter() {
+                    // SAFETY: `entry` points into `eh_frame`, a well-formed
+                    // `.eh_frame` (terminated for libgcc, an FDE for LLVM
+                    // libunwind) whose code and LSDAs stay alive and unmoved
+                    // until deregistration.
+                    unsafe { __register_frame(entry) };
+                }
+            }
+            Registered::Dynamic { info, register, .. } => {
+                // SAFETY: `info`, its table and the `.eh_frame` it points to
+                // stay alive and unmoved until `_U_dyn_cancel` in drop.
+                unsafe { register(&mut **info) };
+            }
         }
         Ok(Self {
             _eh_frame: eh_frame,
@@ -240,6 +322,72 @@ impl Registration {
             registered,
         })
     }
+}
+
+/// The `_U_dyn_register` description of a module: one table entry per FDE,
+/// in address order.
+fn dynamic_table(
+    eh_frame: &AlignedBytes,
+    endian: gimli::RunTimeEndian,
+    ranges: &[(u64, u64)],
+) -> LsdaResult<Registered> {
+    let (register, cancel) = (lookup(c"_U_dyn_register"), lookup(c"_U_dyn_cancel"));
+    if register.is_null() || cancel.is_null() {
+        return Err(LsdaError::Ir(
+            "nongnu libunwind without _U_dyn_register/_U_dyn_cancel".into(),
+        ));
+    }
+    // SAFETY: both are `void f(unw_dyn_info_t *)` (libunwind-dynamic.h).
+    let (register, cancel) = unsafe {
+        (
+            core::mem::transmute::<*mut libc::c_void, DynFn>(register),
+            core::mem::transmute::<*mut libc::c_void, DynFn>(cancel),
+        )
+    };
+    let fdes = fde_offsets(eh_frame, endian)?;
+    let start_ip = ranges.iter().map(|r| r.0).min().unwrap_or(0);
+    let end_ip = ranges.iter().map(|r| r.1).max().unwrap_or(0);
+    let segbase = eh_frame.address(0) as u64;
+    let fit = |v: u64| {
+        i32::try_from(v).map_err(|_| LsdaError::DoesNotFit {
+            what: "offset in the libunwind search table",
+            value: v,
+        })
+    };
+    // FDEs were written in the order functions were added.
+    let mut table = fdes
+        .iter()
+        .zip(ranges)
+        .map(|(&fde, &(start, _))| {
+            Ok(TableEntry {
+                start_ip_offset: fit(start - start_ip)?,
+                fde_offset: fit(fde as u64)?,
+            })
+        })
+        .collect::<LsdaResult<Vec<_>>>()?;
+    table.sort_by_key(|e| e.start_ip_offset);
+    let table = table.into_boxed_slice();
+    let info = Box::new(UnwDynInfo {
+        next: core::ptr::null_mut(),
+        prev: core::ptr::null_mut(),
+        start_ip,
+        end_ip,
+        gp: 0,
+        format: UNW_INFO_FORMAT_IP_OFFSET,
+        pad: 0,
+        load_offset: 0,
+        name_ptr: 0,
+        segbase,
+        // In words: each entry is two i32s, one 64-bit word.
+        table_len: table.len() as u64 * (size_of::<TableEntry>() as u64 / 8),
+        table_data: table.as_ptr() as u64,
+    });
+    Ok(Registered::Dynamic {
+        info,
+        _table: table,
+        register,
+        cancel,
+    })
 }
 
 /// Offsets of the FDEs (not CIEs) in a 32-bit DWARF `.eh_frame`.
@@ -274,9 +422,17 @@ fn fde_offsets(eh_frame: &AlignedBytes, endian: gimli::RunTimeEndian) -> LsdaRes
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        for &entry in self.registered.iter().rev() {
-            // SAFETY: `entry` was registered in `new` and not since.
-            unsafe { __deregister_frame(entry) };
+        match &mut self.registered {
+            Registered::Frames(frames) => {
+                for &entry in frames.iter().rev() {
+                    // SAFETY: `entry` was registered in `new` and not since.
+                    unsafe { __deregister_frame(entry) };
+                }
+            }
+            Registered::Dynamic { info, cancel, .. } => {
+                // SAFETY: `info` was registered in `new` and not since.
+                unsafe { cancel(&mut **info) };
+            }
         }
     }
 }
