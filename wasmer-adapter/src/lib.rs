@@ -27,5 +27,7 @@ mod policy;
 pub use builtins::{
     Builtin, CATCH_ALL_SELECTOR, EXNREF_TYPE, NO_MATCH_SELECTOR, TAG_TYPE, VmBuiltins,
 };
-pub use lowering::{CatchKind, CatchTarget, LoweringError, TryTableLowering, payload_layout};
+pub use lowering::{
+    CatchKind, CatchTarget, LoweringError, TRAP_UNREACHABLE, TryTableLowering, payload_layout,
+};
 pub use policy::{TAG_DATA_SYMBOL, WasmClause, WasmerTagPolicy};

@@ -37,6 +37,11 @@ use core::fmt;
 use cranelift_codegen::ir::{
     Block, BlockArg, ExceptionTag, InstBuilder, MemFlagsData, TrapCode, Type, Value,
 };
+
+/// The trap code wasmer-compiler-cranelift 7.5 uses for unreachable code
+/// (`TRAP_UNREACHABLE`, user code 32 + 4); its compiler rejects any code it
+/// does not know, and Cranelift records the trap after the rethrow call.
+pub const TRAP_UNREACHABLE: TrapCode = TrapCode::unwrap_user(32 + 4);
 use cranelift_frontend::{FunctionBuilder, Switch};
 use cranelift_lsda::LsdaError;
 
@@ -287,6 +292,7 @@ impl TryTableLowering {
         let stage = builder.func.dfg.block_params(pad)[1];
         let dispatch = builder.create_block();
         let selector = builder.append_block_param(dispatch, TAG_TYPE);
+        let mut sealed_later = Vec::new();
         builder.switch_to_block(pad);
         let only_catch_all = targets.len() == 1 && targets[0].kind.clause() == WasmClause::CatchAll;
         if only_catch_all {
@@ -296,6 +302,7 @@ impl TryTableLowering {
         } else {
             let ask = builder.create_block();
             let all = builder.create_block();
+            sealed_later.extend([ask, all]);
             builder.ins().brif(stage, ask, &[], all, &[]);
             builder.switch_to_block(ask);
             let sel = self
@@ -321,6 +328,7 @@ impl TryTableLowering {
                 WasmClause::CatchAll => CATCH_ALL_SELECTOR as u128,
             };
             switch.set_entry(key, edge);
+            sealed_later.push(edge);
             edges.push((edge, target));
         }
         switch.emit(builder, selector, rethrow);
@@ -357,7 +365,16 @@ impl TryTableLowering {
         // again from here.
         self.builtins
             .call(builder, Builtin::Throw, vmctx, &[exnref]);
-        builder.ins().trap(TrapCode::unwrap_user(1));
+        builder.ins().trap(TRAP_UNREACHABLE);
+
+        // Every predecessor of these blocks exists now; the translator seals
+        // its own blocks one by one and cannot reach these.
+        builder.seal_block(pad);
+        builder.seal_block(dispatch);
+        builder.seal_block(rethrow);
+        for block in sealed_later {
+            builder.seal_block(block);
+        }
     }
 }
 

@@ -17,8 +17,8 @@
 //! Test convention: exception `exnref` carries tag `exnref - 1`.
 
 use cranelift_codegen::ir::{
-    AbiParam, BlockArg, ExceptionTableData, ExceptionTableItem, InstBuilder, Signature, Type,
-    UserFuncName, types,
+    AbiParam, BlockArg, ExceptionTableData, ExceptionTableItem, InstBuilder, InstructionData,
+    Signature, Type, UserFuncName, types,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -28,7 +28,8 @@ use cranelift_lsda::{JitExceptionTables, JitModuleWithTables, check_landing_pad_
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use std::cell::RefCell;
 use wasmer_eh_adapter::{
-    Builtin, CatchKind, CatchTarget, TAG_DATA_SYMBOL, TryTableLowering, VmBuiltins, WasmerTagPolicy,
+    Builtin, CatchKind, CatchTarget, TAG_DATA_SYMBOL, TRAP_UNREACHABLE, TryTableLowering,
+    VmBuiltins, WasmerTagPolicy,
 };
 use wasmer_types::{ModuleInfo, VMOffsets};
 
@@ -219,6 +220,7 @@ impl Harness {
                 .push(ExceptionTableData::new(raise_sig, normal, items));
             b.ins().try_call(raise, &[exnref], et);
             b.switch_to_block(cont);
+            b.seal_block(cont);
             let zero = b.ins().iconst(types::I64, 0);
             b.ins().return_(&[zero]);
             for _ in scopes {
@@ -226,6 +228,7 @@ impl Harness {
             }
             for (block, kind, id) in bodies {
                 b.switch_to_block(block);
+                b.seal_block(block);
                 let params = b.func.dfg.block_params(block).to_vec();
                 let mut sum = b.ins().iconst(types::I64, 0);
                 let mut ret_exnref = b.ins().iconst(types::I64, 0);
@@ -288,10 +291,12 @@ impl Harness {
             ));
             b.ins().try_call(callee, &[vmctx, exnref], et);
             b.switch_to_block(cont);
+            b.seal_block(cont);
             let ret = b.func.dfg.block_params(cont)[0];
             b.ins().return_(&[ret]);
             lowering.exit_try_table(b).unwrap();
             b.switch_to_block(all);
+            b.seal_block(all);
             let exnref = b.func.dfg.block_params(all)[0];
             let wide = b.ins().uextend(types::I64, exnref);
             let base = b.ins().iconst(types::I64, 999_000_000);
@@ -329,8 +334,18 @@ impl Harness {
             let vmctx = b.block_params(entry)[0];
             let exnref = b.block_params(entry)[1];
             body(self, &mut b, vmctx, exnref);
-            b.seal_all_blocks();
+            // Sealed one by one, as Wasmer's translator does: `finalize`
+            // asserts that every block, the adapter's included, is sealed.
+            b.seal_block(entry);
             b.finalize(self.module.isa().frontend_config());
+        }
+        // wasmer-compiler-cranelift rejects trap codes it does not know.
+        for block in ctx.func.layout.blocks() {
+            for inst in ctx.func.layout.block_insts(block) {
+                if let InstructionData::Trap { code, .. } = ctx.func.dfg.insts[inst] {
+                    assert_eq!(code, TRAP_UNREACHABLE, "{}", ctx.func.display());
+                }
+            }
         }
         let prepared = check_landing_pad_form(&ctx.func, self.module.isa(), self.policy.policy())
             .unwrap_or_else(|e| panic!("{e}\n{}", ctx.func.display()));

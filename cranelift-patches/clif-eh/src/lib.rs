@@ -317,12 +317,11 @@ pub fn compile_function(
         let mut row = Vec::new();
         for item in legalized.dfg.exception_tables[et].items() {
             if let cranelift_codegen::ir::ExceptionTableItem::Tag(tag, _) = item {
-                for clause in policy.clauses(tag).map_err(lsda_err)?.clauses() {
-                    let selector = policy
-                        .selector(prepared.types(), clause)
-                        .map_err(lsda_err)?;
-                    row.push((clause.clone(), selector));
-                }
+                let clauses = policy.clauses(tag).map_err(lsda_err)?.clauses();
+                let selectors = policy
+                    .selectors(prepared.types(), clauses)
+                    .map_err(lsda_err)?;
+                row.extend(clauses.iter().cloned().zip(selectors));
             }
         }
         if !row.is_empty() {

@@ -75,6 +75,20 @@ pub fn lsda_for_compiled<'a>(
     encoding: LsdaEncoding,
 ) -> LsdaResult<Option<Lsda>> {
     let sites = call_sites_from_compiled(call_sites, policy, Some(prepared))?;
+    // Optimization may delete try_calls, never add them: more call sites
+    // with handlers than the IR had means `prepared` is another function's.
+    let pads = sites.iter().filter(|s| s.landing_pad.is_some()).count();
+    let checked = prepared
+        .reports()
+        .iter()
+        .filter(|r| matches!(r.form, crate::landing_pad::TryCallForm::LandingPad(_)))
+        .count();
+    if pads > checked {
+        return Err(LsdaError::Ir(format!(
+            "the compiled code has {pads} call sites with handlers but the prepared IR \
+             had {checked}: the PreparedFunction belongs to another function"
+        )));
+    }
     encode_lsda(&sites, code_len, prepared.types(), encoding)
 }
 

@@ -84,7 +84,7 @@ impl DecodedLsda {
     pub fn lookup(&self, offset: u64) -> Option<&DecodedCallSite> {
         self.call_sites
             .iter()
-            .find(|cs| cs.start <= offset && offset < cs.start + cs.len)
+            .find(|cs| cs.start <= offset && offset < cs.start.saturating_add(cs.len))
     }
 }
 
@@ -399,7 +399,12 @@ impl fmt::Display for DecodedLsda {
                 .map_or("omitted".to_string(), encoding_name),
         )?;
         for cs in &self.call_sites {
-            write!(f, "  [{:#06x}, {:#06x}) ", cs.start, cs.start + cs.len)?;
+            write!(
+                f,
+                "  [{:#06x}, {:#06x}) ",
+                cs.start,
+                cs.start.saturating_add(cs.len)
+            )?;
             if cs.landing_pad == 0 {
                 writeln!(f, "no landing pad")?;
                 continue;
@@ -465,6 +470,17 @@ mod tests {
         assert_eq!(lsda.lookup(13).unwrap().landing_pad, 0);
         assert!(lsda.lookup(3).is_none());
         assert!(lsda.lookup(9).is_none());
+    }
+
+    #[test]
+    fn huge_ranges_do_not_overflow() {
+        // One uleb128 record [u64::MAX, +1) with no pad.
+        let mut bytes = vec![0xff, 0xff, 0x01, 0x0d];
+        bytes.extend([0xff; 9]);
+        bytes.extend([0x01, 0x01, 0x00, 0x00]);
+        let lsda = decode(&bytes).unwrap();
+        assert!(lsda.lookup(u64::MAX - 1).is_none());
+        assert!(lsda.to_string().contains("0xffffffffffffffff"));
     }
 
     #[test]

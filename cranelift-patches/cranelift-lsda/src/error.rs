@@ -50,6 +50,13 @@ pub enum LsdaError {
         /// The selector value both clauses would receive.
         selector: i64,
     },
+    /// The policy's personality cannot handle this clause.
+    UnsupportedClause {
+        /// The clause.
+        clause: String,
+        /// Why.
+        why: &'static str,
+    },
     /// A clause's type entry is missing from the function's type table.
     TypeNotInTable(String),
     /// An absolute type entry cannot be encoded position-independently.
@@ -129,6 +136,9 @@ impl fmt::Display for LsdaError {
                 "`{inst}`: clauses with different destinations all receive selector {selector} \
                  under this policy's selector convention"
             ),
+            Self::UnsupportedClause { clause, why } => {
+                write!(f, "clause `{clause}` is not supported: {why}")
+            }
             Self::TypeNotInTable(entry) => {
                 write!(f, "type entry {entry} is not in the function's type table")
             }

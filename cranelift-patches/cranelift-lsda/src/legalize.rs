@@ -90,8 +90,9 @@ pub fn legalize_landing_pads(
 
         // Group destinations by the selector the personality delivers.
         let mut by_selector: BTreeMap<i64, Destination> = BTreeMap::new();
-        for (clause, dest) in &clauses {
-            let selector = policy.selector(&types, clause)?;
+        let listed: Vec<Clause> = clauses.iter().map(|(c, _)| c.clone()).collect();
+        let selectors = policy.selectors(&types, &listed)?;
+        for ((_, dest), &selector) in clauses.iter().zip(&selectors) {
             match by_selector.get(&selector) {
                 Some(existing) if *existing != *dest => {
                     return Err(LsdaError::AmbiguousSelector {
@@ -106,7 +107,7 @@ pub fn legalize_landing_pads(
             }
         }
 
-        let set_tag = policy.intern_clause_set(clauses.iter().map(|(c, _)| c.clone()))?;
+        let set_tag = policy.intern_clause_set(listed)?;
         let exn_args = [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
         let single = by_selector.values().next().cloned();
         let pad = match single {

@@ -89,15 +89,22 @@ impl ObjectExceptionTables {
         })
     }
 
-    /// Use other LSDA encodings (the type encoding must be PC-relative:
-    /// an object has no absolute addresses yet).
-    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> Self {
+    /// Use other LSDA encodings. The type encoding must be PC-relative:
+    /// `absptr` entries would put absolute relocations (text relocations in
+    /// shared libraries) into the read-only `.gcc_except_table`.
+    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> LsdaResult<Self> {
+        if encoding.types == TypeEncoding::Absptr {
+            return Err(LsdaError::UnsupportedIsa(
+                "objects need PC-relative type entries (pcrel or indirect|pcrel), not absptr"
+                    .into(),
+            ));
+        }
         self.lsda_encoding = LsdaEncoding {
             endian: self.lsda_encoding.endian,
             address_size: self.address_size,
             ..encoding
         };
-        self
+        Ok(self)
     }
 
     /// Record the tables of `func_id`, just compiled in `ctx` by
@@ -158,6 +165,12 @@ impl ObjectExceptionTables {
     pub fn finish(self, product: &mut ObjectProduct) -> LsdaResult<()> {
         if self.functions == 0 {
             return Ok(());
+        }
+        if product.object.format() != object::BinaryFormat::Elf {
+            return Err(LsdaError::UnsupportedIsa(format!(
+                "{:?} objects: only ELF `.eh_frame`/`.gcc_except_table` are written",
+                product.object.format()
+            )));
         }
         let eh_frame_id = product.object.section_id(StandardSection::EhFrame);
         if !product.object.section(eh_frame_id).data().is_empty() {

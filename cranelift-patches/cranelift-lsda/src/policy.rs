@@ -186,8 +186,10 @@ pub enum SelectorConvention {
 }
 
 /// The first tag the policy allocates for interned clause sets. Tags from
-/// here up are reserved, so an IR tag the embedder never defined can never
-/// be mistaken for a clause set interned while legalizing another function.
+/// here up are reserved: the embedder cannot define them, so an IR tag it
+/// never defined (below this base) stays unknown whatever was interned for
+/// other functions. An IR tag at or above the base is taken to be a clause
+/// set this policy interned (legalized IR uses them).
 pub const CLAUSE_SET_TAG_BASE: u32 = 0x8000_0000;
 
 /// The embedder's mapping from exception tags to clauses.
@@ -283,18 +285,40 @@ impl ClausePolicy {
         self.selectors
     }
 
-    /// The selector the personality delivers to a pad entered for `clause`,
-    /// given the function's type table.
-    pub fn selector(&self, types: &TypeTable, clause: &Clause) -> LsdaResult<i64> {
-        Ok(match (self.selectors, clause) {
-            (SelectorConvention::AlwaysZero, _) => 0,
-            (_, Clause::Cleanup) => 0,
-            (SelectorConvention::TypeFilter, Clause::Catch(entry)) => {
-                i64::from(types.filter(entry)?)
-            }
-            (SelectorConvention::CatchAllZeroTypedOne, Clause::Catch(TypeEntry::CatchAll)) => 0,
-            (SelectorConvention::CatchAllZeroTypedOne, Clause::Catch(_)) => 1,
-        })
+    /// The selector the personality delivers to a pad entered for each
+    /// clause of `clauses` (a normalized list), given the function's type
+    /// table.
+    ///
+    /// Under [`SelectorConvention::CatchAllZeroTypedOne`] a catch-all
+    /// receives 0 only as the first clause (Wasmer's stage 1 reports an
+    /// immediate catch-all); after a typed clause it receives 1 like the
+    /// typed ones, and stage 2 tells them apart. That convention has no
+    /// cleanups: Wasmer's stage 1 terminates on them.
+    pub fn selectors(&self, types: &TypeTable, clauses: &[Clause]) -> LsdaResult<Vec<i64>> {
+        clauses
+            .iter()
+            .enumerate()
+            .map(|(i, clause)| {
+                Ok(match (self.selectors, clause) {
+                    (SelectorConvention::AlwaysZero, _) => 0,
+                    (SelectorConvention::TypeFilter, Clause::Cleanup) => 0,
+                    (SelectorConvention::TypeFilter, Clause::Catch(entry)) => {
+                        i64::from(types.filter(entry)?)
+                    }
+                    (SelectorConvention::CatchAllZeroTypedOne, Clause::Cleanup) => {
+                        return Err(LsdaError::UnsupportedClause {
+                            clause: clause.to_string(),
+                            why: "this personality terminates on cleanups",
+                        });
+                    }
+                    (
+                        SelectorConvention::CatchAllZeroTypedOne,
+                        Clause::Catch(TypeEntry::CatchAll),
+                    ) if i == 0 => 0,
+                    (SelectorConvention::CatchAllZeroTypedOne, Clause::Catch(_)) => 1,
+                })
+            })
+            .collect()
     }
 }
 
@@ -410,18 +434,36 @@ mod tests {
         types.add(&TypeEntry::symbol("b")).unwrap();
         types.add(&TypeEntry::CatchAll).unwrap();
         let all = Clause::Catch(TypeEntry::CatchAll);
+        let typed_then_all = [sym("b"), all.clone()];
         for (convention, expected) in [
-            (SelectorConvention::TypeFilter, [1, 2, 0]),
-            (SelectorConvention::AlwaysZero, [0, 0, 0]),
-            (SelectorConvention::CatchAllZeroTypedOne, [1, 0, 0]),
+            (SelectorConvention::TypeFilter, [1, 2]),
+            (SelectorConvention::AlwaysZero, [0, 0]),
+            // After a typed clause a catch-all is "ask stage 2" too.
+            (SelectorConvention::CatchAllZeroTypedOne, [1, 1]),
         ] {
-            let policy = ClausePolicy::new(DefaultAction::Cleanup, convention);
-            let got = [&sym("b"), &all, &Clause::Cleanup].map(|c| policy.selector(&types, c));
-            assert_eq!(got, expected.map(Ok), "{convention:?}");
+            let policy = ClausePolicy::new(DefaultAction::CatchAll, convention);
+            assert_eq!(
+                policy.selectors(&types, &typed_then_all),
+                Ok(expected.to_vec()),
+                "{convention:?}"
+            );
         }
-        let policy = ClausePolicy::new(DefaultAction::Cleanup, SelectorConvention::TypeFilter);
+        let wasmer = ClausePolicy::new(
+            DefaultAction::CatchAll,
+            SelectorConvention::CatchAllZeroTypedOne,
+        );
+        assert_eq!(wasmer.selectors(&types, &[all.clone()]), Ok(vec![0]));
         assert!(matches!(
-            policy.selector(&types, &sym("zzz")),
+            wasmer.selectors(&types, &[sym("b"), Clause::Cleanup]),
+            Err(LsdaError::UnsupportedClause { .. })
+        ));
+        let cxx = ClausePolicy::new(DefaultAction::Cleanup, SelectorConvention::TypeFilter);
+        assert_eq!(
+            cxx.selectors(&types, &[sym("b"), Clause::Cleanup]),
+            Ok(vec![1, 0])
+        );
+        assert!(matches!(
+            cxx.selectors(&types, &[sym("zzz")]),
             Err(LsdaError::TypeNotInTable(_))
         ));
     }
