@@ -452,7 +452,10 @@ mod tests {
             DefaultAction::CatchAll,
             SelectorConvention::CatchAllZeroTypedOne,
         );
-        assert_eq!(wasmer.selectors(&types, &[all.clone()]), Ok(vec![0]));
+        assert_eq!(
+            wasmer.selectors(&types, std::slice::from_ref(&all)),
+            Ok(vec![0])
+        );
         assert!(matches!(
             wasmer.selectors(&types, &[sym("b"), Clause::Cleanup]),
             Err(LsdaError::UnsupportedClause { .. })
