@@ -6,12 +6,12 @@
 use crate::{EhFile, ToolError};
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncName};
-use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
+use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_lsda::{
-    ClausePolicy, JitExceptionTables, JitModuleWithTables, ObjectExceptionTables, PreparedFunction,
-    legalize_landing_pads,
+    ClausePolicy, JitExceptionTables, JitModuleWithTables, LsdaResult, ObjectExceptionTables,
+    PreparedFunction, legalize_landing_pads,
 };
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
@@ -37,20 +37,53 @@ pub struct DefinedFunction {
     pub runnable: bool,
 }
 
+/// Where a module's exception tables are collected: objects or the JIT.
+pub trait ModuleTables {
+    /// Record the tables of `id`, just compiled in `ctx`.
+    fn add(
+        &mut self,
+        isa: &dyn TargetIsa,
+        id: FuncId,
+        ctx: &Context,
+        policy: &ClausePolicy,
+        prepared: &PreparedFunction,
+    ) -> LsdaResult<Option<usize>>;
+}
+
+impl ModuleTables for ObjectExceptionTables {
+    fn add(
+        &mut self,
+        isa: &dyn TargetIsa,
+        id: FuncId,
+        ctx: &Context,
+        policy: &ClausePolicy,
+        prepared: &PreparedFunction,
+    ) -> LsdaResult<Option<usize>> {
+        self.add_function(isa, id, ctx, policy, prepared)
+    }
+}
+
+impl ModuleTables for JitExceptionTables {
+    fn add(
+        &mut self,
+        isa: &dyn TargetIsa,
+        id: FuncId,
+        ctx: &Context,
+        policy: &ClausePolicy,
+        prepared: &PreparedFunction,
+    ) -> LsdaResult<Option<usize>> {
+        self.add_function(isa, id, ctx, policy, prepared)
+    }
+}
+
 /// Declare, legalize and define every function of `file` in `module`,
-/// calling `record` right after each definition, while the compiled code
-/// is still in the context.
+/// recording each one's tables in `tables` while its compiled code is
+/// still in the context.
 pub fn define_all<M: Module>(
     module: &mut M,
     file: &EhFile,
     policy: &mut ClausePolicy,
-    mut record: impl FnMut(
-        &M,
-        FuncId,
-        &Context,
-        &ClausePolicy,
-        &PreparedFunction,
-    ) -> Result<(), ToolError>,
+    tables: &mut impl ModuleTables,
 ) -> Result<Vec<DefinedFunction>, ToolError> {
     let codegen = |e: cranelift_module::ModuleError| ToolError::Codegen(e.to_string());
     let mut ids = HashMap::new();
@@ -114,7 +147,12 @@ pub fn define_all<M: Module>(
             ),
             other => codegen(other),
         })?;
-        record(module, id, &ctx, policy, &prepared)?;
+        tables
+            .add(module.isa(), id, &ctx, policy, &prepared)
+            .map_err(|error| ToolError::Lsda {
+                function: format!("%{name}"),
+                error,
+            })?;
         module.clear_context(&mut ctx);
         defined.push(DefinedFunction {
             name,
@@ -161,17 +199,7 @@ pub fn emit_object(
     let mut module = ObjectModule::new(builder);
     let mut tables = ObjectExceptionTables::new(&*isa, personality).map_err(lsda_err)?;
     let mut policy = file.policy.clone();
-    define_all(
-        &mut module,
-        file,
-        &mut policy,
-        |m, id, ctx, policy, prepared| {
-            tables
-                .add_function(m.isa(), id, ctx, policy, prepared)
-                .map(drop)
-                .map_err(lsda_err)
-        },
-    )?;
+    define_all(&mut module, file, &mut policy, &mut tables)?;
     let mut product = module.finish();
     tables.finish(&mut product).map_err(lsda_err)?;
     product
@@ -263,17 +291,7 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
         .ok_or_else(|| ToolError::Codegen("__gxx_personality_v0 is not loaded".into()))?;
     let mut tables = JitExceptionTables::new(personality);
     let mut policy = file.policy.clone();
-    let functions = define_all(
-        &mut module,
-        file,
-        &mut policy,
-        |m, id, ctx, policy, prepared| {
-            tables
-                .add_function(m.isa(), id, ctx, policy, prepared)
-                .map(drop)
-                .map_err(lsda_err)
-        },
-    )?;
+    let functions = define_all(&mut module, file, &mut policy, &mut tables)?;
     let module = tables.register(module, resolve_symbol).map_err(lsda_err)?;
     Ok(JitFile {
         module,

@@ -13,19 +13,8 @@ fn runs_under_llvm_libunwind() {
         cranelift_lsda::detect_unwinder(),
         cranelift_lsda::Unwinder::LlvmLibunwind
     );
-    unsafe extern "C" {
-        fn _Unwind_RaiseException(exception: *mut u8) -> i32;
-    }
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only reads the address and fills `info`.
-    let found = unsafe { libc::dladdr(_Unwind_RaiseException as *const libc::c_void, &mut info) };
-    assert_ne!(found, 0);
-    // SAFETY: dladdr set dli_fname to a NUL-terminated path.
-    let library = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    assert!(
-        library.to_string_lossy().contains("libunwind.so.1"),
-        "{library:?}"
-    );
+    let library = support::jit::raise_exception_library();
+    assert!(library.contains("libunwind.so.1"), "{library}");
 }
 
 #[test]

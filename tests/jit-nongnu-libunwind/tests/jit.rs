@@ -21,16 +21,8 @@ fn runs_under_nongnu_libunwind() {
         cranelift_lsda::detect_unwinder(),
         cranelift_lsda::Unwinder::NongnuLibunwind
     );
-    let raise = symbol("_Unwind_RaiseException");
-    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
-    // SAFETY: dladdr only reads the address and fills `info`.
-    assert_ne!(unsafe { libc::dladdr(raise, &mut info) }, 0);
-    // SAFETY: dladdr set dli_fname to a NUL-terminated path.
-    let library = unsafe { std::ffi::CStr::from_ptr(info.dli_fname) };
-    assert!(
-        library.to_string_lossy().contains("libunwind.so.8"),
-        "{library:?}"
-    );
+    let library = support::jit::raise_exception_library();
+    assert!(library.contains("libunwind.so.8"), "{library}");
 }
 
 #[test]

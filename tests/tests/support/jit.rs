@@ -130,3 +130,19 @@ pub fn tables_are_deregistered_before_the_code_is_freed() {
         assert!(!unwinder_finds(pc), "FDE still registered after free");
     }
 }
+
+/// The file of the library `_Unwind_RaiseException` resolves to in this
+/// process (which unwinder libstdc++ and Rust std actually use).
+pub fn raise_exception_library() -> String {
+    let raise = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Unwind_RaiseException".as_ptr()) };
+    assert!(!raise.is_null());
+    // SAFETY: dladdr only reads the address and fills `info`, whose
+    // dli_fname it sets to a NUL-terminated path.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        assert_ne!(libc::dladdr(raise, &mut info), 0);
+        std::ffi::CStr::from_ptr(info.dli_fname)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
