@@ -3,6 +3,7 @@
 //! `__gxx_personality_v0`; a Rust panic crossing Cranelift frames. The same
 //! checks run under LLVM libunwind in `tests/jit-llvm-libunwind`.
 
+#[macro_use]
 mod support;
 
 #[test]
@@ -13,15 +14,7 @@ fn runs_under_libgcc() {
     );
 }
 
-#[test]
-fn libstdcxx_catches_in_jit_frames() {
-    support::jit::libstdcxx_catches_in_jit_frames();
-}
-
-#[test]
-fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
-    support::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
-}
+jit_checks!();
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {

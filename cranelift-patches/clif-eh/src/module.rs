@@ -37,53 +37,20 @@ pub struct DefinedFunction {
     pub runnable: bool,
 }
 
-/// Where a module's exception tables are collected: objects or the JIT.
-pub trait ModuleTables {
-    /// Record the tables of `id`, just compiled in `ctx`.
-    fn add(
-        &mut self,
-        isa: &dyn TargetIsa,
-        id: FuncId,
-        ctx: &Context,
-        policy: &ClausePolicy,
-        prepared: &PreparedFunction,
-    ) -> LsdaResult<Option<usize>>;
-}
-
-impl ModuleTables for ObjectExceptionTables {
-    fn add(
-        &mut self,
-        isa: &dyn TargetIsa,
-        id: FuncId,
-        ctx: &Context,
-        policy: &ClausePolicy,
-        prepared: &PreparedFunction,
-    ) -> LsdaResult<Option<usize>> {
-        self.add_function(isa, id, ctx, policy, prepared)
-    }
-}
-
-impl ModuleTables for JitExceptionTables {
-    fn add(
-        &mut self,
-        isa: &dyn TargetIsa,
-        id: FuncId,
-        ctx: &Context,
-        policy: &ClausePolicy,
-        prepared: &PreparedFunction,
-    ) -> LsdaResult<Option<usize>> {
-        self.add_function(isa, id, ctx, policy, prepared)
-    }
-}
-
 /// Declare, legalize and define every function of `file` in `module`,
-/// recording each one's tables in `tables` while its compiled code is
-/// still in the context.
+/// recording each one's tables with `record` (e.g. `add_function` of the
+/// object or JIT tables) while its compiled code is still in the context.
 pub fn define_all<M: Module>(
     module: &mut M,
     file: &EhFile,
     policy: &mut ClausePolicy,
-    tables: &mut impl ModuleTables,
+    mut record: impl FnMut(
+        &dyn TargetIsa,
+        FuncId,
+        &Context,
+        &ClausePolicy,
+        &PreparedFunction,
+    ) -> LsdaResult<Option<usize>>,
 ) -> Result<Vec<DefinedFunction>, ToolError> {
     let codegen = |e: cranelift_module::ModuleError| ToolError::Codegen(e.to_string());
     let mut ids = HashMap::new();
@@ -147,12 +114,10 @@ pub fn define_all<M: Module>(
             ),
             other => codegen(other),
         })?;
-        tables
-            .add(module.isa(), id, &ctx, policy, &prepared)
-            .map_err(|error| ToolError::Lsda {
-                function: format!("%{name}"),
-                error,
-            })?;
+        record(module.isa(), id, &ctx, policy, &prepared).map_err(|error| ToolError::Lsda {
+            function: format!("%{name}"),
+            error,
+        })?;
         module.clear_context(&mut ctx);
         defined.push(DefinedFunction {
             name,
@@ -199,7 +164,12 @@ pub fn emit_object(
     let mut module = ObjectModule::new(builder);
     let mut tables = ObjectExceptionTables::new(&*isa, personality).map_err(lsda_err)?;
     let mut policy = file.policy.clone();
-    define_all(&mut module, file, &mut policy, &mut tables)?;
+    define_all(
+        &mut module,
+        file,
+        &mut policy,
+        |isa, id, ctx, policy, prepared| tables.add_function(isa, id, ctx, policy, prepared),
+    )?;
     let mut product = module.finish();
     tables.finish(&mut product).map_err(lsda_err)?;
     product
@@ -291,7 +261,12 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
         .ok_or_else(|| ToolError::Codegen("__gxx_personality_v0 is not loaded".into()))?;
     let mut tables = JitExceptionTables::new(personality);
     let mut policy = file.policy.clone();
-    let functions = define_all(&mut module, file, &mut policy, &mut tables)?;
+    let functions = define_all(
+        &mut module,
+        file,
+        &mut policy,
+        |isa, id, ctx, policy, prepared| tables.add_function(isa, id, ctx, policy, prepared),
+    )?;
     let module = tables.register(module, resolve_symbol).map_err(lsda_err)?;
     Ok(JitFile {
         module,

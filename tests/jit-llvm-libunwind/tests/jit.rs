@@ -5,6 +5,7 @@
 extern crate eh_tests_llvm_libunwind as _;
 
 #[path = "../../tests/support/mod.rs"]
+#[macro_use]
 mod support;
 
 #[test]
@@ -17,15 +18,7 @@ fn runs_under_llvm_libunwind() {
     assert!(library.contains("libunwind.so.1"), "{library}");
 }
 
-#[test]
-fn libstdcxx_catches_in_jit_frames() {
-    support::jit::libstdcxx_catches_in_jit_frames();
-}
-
-#[test]
-fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
-    support::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
-}
+jit_checks!();
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {

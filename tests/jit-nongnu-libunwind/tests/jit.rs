@@ -5,6 +5,7 @@
 extern crate eh_tests_nongnu_libunwind as _;
 
 #[path = "../../tests/support/mod.rs"]
+#[macro_use]
 mod support;
 
 use clif_eh::module::{Escaped, jit_file};
@@ -25,15 +26,7 @@ fn runs_under_nongnu_libunwind() {
     assert!(library.contains("libunwind.so.8"), "{library}");
 }
 
-#[test]
-fn libstdcxx_catches_in_jit_frames() {
-    support::jit::libstdcxx_catches_in_jit_frames();
-}
-
-#[test]
-fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
-    support::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
-}
+jit_checks!();
 
 /// Whether nongnu libunwind has unwind info for `pc`
 /// (`unw_get_proc_info_by_ip` on the local address space).

@@ -85,6 +85,23 @@ pub fn run_tool(tool: &str, args: &[&str], path: &Path) -> String {
 
 pub mod jit;
 
+/// The JIT checks as `#[test]`s, for each package that runs them under its
+/// own unwinder (`#[macro_use] mod support;` first).
+#[allow(unused_macros)]
+macro_rules! jit_checks {
+    () => {
+        #[test]
+        fn libstdcxx_catches_in_jit_frames() {
+            support::jit::libstdcxx_catches_in_jit_frames();
+        }
+
+        #[test]
+        fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
+            support::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
+        }
+    };
+}
+
 /// The scenario suite shared by the JIT and linked-object tests, found
 /// from whichever workspace package runs the test.
 pub fn cxx_suite() -> String {
