@@ -4,14 +4,18 @@
 //!
 //! It accepts every LSDA a GCC- or LLVM-style compiler emits (any LPStart,
 //! any fixed-width or LEB128 call-site encoding, any type-table encoding),
-//! and reports malformed bytes as [`LsdaError::Malformed`].
+//! and reports malformed bytes as a [`DecodeError`].
 
-use crate::encode::LsdaReloc;
-use crate::error::{LsdaError, LsdaResult};
+use crate::error::{DecodeError, Malformation};
+use alloc::collections::BTreeSet;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt;
 use gimli::constants::{self, DwEhPe};
 use gimli::{EndianSlice, Reader, RunTimeEndian};
-use std::collections::HashSet;
+
+type DecodeResult<T> = Result<T, DecodeError>;
 
 /// A decoded LSDA.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +35,8 @@ pub struct DecodedLsda {
     pub type_entries: Vec<DecodedTypeEntry>,
     /// Offset of the TType base (the end of the type table), if any.
     pub type_base: Option<usize>,
+    /// Offset of each type entry in the bytes, index 1 first.
+    pub type_entry_offsets: Vec<usize>,
 }
 
 /// A decoded call-site record.
@@ -50,6 +56,7 @@ pub struct DecodedCallSite {
 
 /// One action record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodedAction {
     /// Type filter 0.
     Cleanup,
@@ -61,14 +68,16 @@ pub enum DecodedAction {
 
 /// A decoded type-table entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DecodedTypeEntry {
     /// A null entry (catch-all).
     Null,
-    /// An entry filled by a relocation.
+    /// An entry named by the caller (a relocation's symbol, or the symbol
+    /// found at the entry's target).
     Symbol {
-        /// The relocation's symbol.
+        /// The symbol.
         name: String,
-        /// The relocation's addend.
+        /// The addend.
         addend: i64,
         /// Whether the entry goes through an indirection slot.
         indirect: bool,
@@ -86,6 +95,41 @@ impl DecodedLsda {
             .iter()
             .find(|cs| cs.start <= offset && offset < cs.start.saturating_add(cs.len))
     }
+
+    /// Name the type entries for which `name_at(offset)` (the entry's
+    /// offset in the decoded bytes) gives a symbol and addend, e.g. from
+    /// the relocations of a section being written.
+    pub fn name_entries(&mut self, mut name_at: impl FnMut(usize) -> Option<(String, i64)>) {
+        let indirect = self.type_encoding.is_some_and(|e| e.is_indirect());
+        for (entry, &offset) in self.type_entries.iter_mut().zip(&self.type_entry_offsets) {
+            if let Some((name, addend)) = name_at(offset) {
+                *entry = DecodedTypeEntry::Symbol {
+                    name,
+                    addend,
+                    indirect,
+                };
+            }
+        }
+    }
+
+    /// Where type entry `index` (1-based) points when the LSDA is loaded
+    /// at `lsda_address`: the value with its PC-relative base applied, and
+    /// whether that is the address of a pointer to the type (`indirect`).
+    /// `None` for a null entry, an entry already named, or a base this
+    /// decoder cannot know (text-, data- or function-relative).
+    pub fn type_entry_target(&self, index: usize, lsda_address: u64) -> Option<(u64, bool)> {
+        let encoding = self.type_encoding?;
+        let DecodedTypeEntry::Value(raw) = *self.type_entries.get(index.checked_sub(1)?)? else {
+            return None;
+        };
+        let place = lsda_address.wrapping_add(*self.type_entry_offsets.get(index - 1)? as u64);
+        let target = match encoding.application() {
+            constants::DW_EH_PE_absptr => raw,
+            constants::DW_EH_PE_pcrel => place.wrapping_add(raw),
+            _ => return None,
+        };
+        Some((target, encoding.is_indirect()))
+    }
 }
 
 struct Cursor<'a> {
@@ -101,10 +145,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn at(data: &'a [u8], endian: RunTimeEndian, offset: usize) -> LsdaResult<Self> {
+    fn at(data: &'a [u8], endian: RunTimeEndian, offset: usize) -> DecodeResult<Self> {
         let tail = data
             .get(offset..)
-            .ok_or_else(|| malformed(offset, "offset past the end"))?;
+            .ok_or_else(|| malformed(offset, Malformation::ActionOutOfRange))?;
         Ok(Self {
             data,
             reader: EndianSlice::new(tail, endian),
@@ -117,34 +161,39 @@ impl<'a> Cursor<'a> {
 
     fn read<T>(
         &mut self,
-        what: &str,
+        field: &'static str,
         f: impl FnOnce(&mut EndianSlice<'a, RunTimeEndian>) -> gimli::Result<T>,
-    ) -> LsdaResult<T> {
+    ) -> DecodeResult<T> {
         let pos = self.pos();
-        f(&mut self.reader).map_err(|e| malformed(pos, &format!("{what}: {e}")))
+        f(&mut self.reader).map_err(|error| malformed(pos, Malformation::Read { field, error }))
     }
 
-    fn u8(&mut self, what: &str) -> LsdaResult<u8> {
+    fn u8(&mut self, what: &'static str) -> DecodeResult<u8> {
         self.read(what, |r| r.read_u8())
     }
 
-    fn uleb(&mut self, what: &str) -> LsdaResult<u64> {
+    fn uleb(&mut self, what: &'static str) -> DecodeResult<u64> {
         self.read(what, |r| r.read_uleb128())
     }
 
-    fn sleb(&mut self, what: &str) -> LsdaResult<i64> {
+    fn sleb(&mut self, what: &'static str) -> DecodeResult<i64> {
         self.read(what, |r| r.read_sleb128())
     }
 
     /// A value in the format part of `encoding`; the application part is
     /// the caller's to interpret.
-    fn encoded(&mut self, encoding: DwEhPe, address_size: u8, what: &str) -> LsdaResult<u64> {
+    fn encoded(
+        &mut self,
+        encoding: DwEhPe,
+        address_size: u8,
+        what: &'static str,
+    ) -> DecodeResult<u64> {
         let pos = self.pos();
         match encoding.format() {
             constants::DW_EH_PE_absptr => match address_size {
                 4 => self.read(what, |r| r.read_u32()).map(u64::from),
                 8 => self.read(what, |r| r.read_u64()),
-                _ => Err(malformed(pos, "unsupported address size")),
+                other => Err(malformed(pos, Malformation::UnsupportedAddressSize(other))),
             },
             constants::DW_EH_PE_uleb128 => self.uleb(what),
             constants::DW_EH_PE_sleb128 => self.sleb(what).map(|v| v as u64),
@@ -154,19 +203,13 @@ impl<'a> Cursor<'a> {
             constants::DW_EH_PE_sdata2 => self.read(what, |r| r.read_i16()).map(|v| v as u64),
             constants::DW_EH_PE_sdata4 => self.read(what, |r| r.read_i32()).map(|v| v as u64),
             constants::DW_EH_PE_sdata8 => self.read(what, |r| r.read_i64()).map(|v| v as u64),
-            other => Err(malformed(
-                pos,
-                &format!("unknown pointer format {:#x}", other.0),
-            )),
+            other => Err(malformed(pos, Malformation::UnknownPointerFormat(other))),
         }
     }
 }
 
-fn malformed(offset: usize, what: &str) -> LsdaError {
-    LsdaError::Malformed {
-        offset,
-        what: what.to_string(),
-    }
+fn malformed(offset: usize, what: Malformation) -> DecodeError {
+    DecodeError { offset, what }
 }
 
 fn fixed_size(encoding: DwEhPe, address_size: u8) -> Option<usize> {
@@ -179,14 +222,13 @@ fn fixed_size(encoding: DwEhPe, address_size: u8) -> Option<usize> {
     }
 }
 
-/// Decode an LSDA. `relocs` names the symbols of relocated type entries
-/// (by their offset in `bytes`); `address_size` is the size of `absptr`.
+/// Decode an LSDA; `address_size` is the size of `absptr`. Type entries
+/// come out as values; [`DecodedLsda::name_entries`] names them.
 pub fn decode_lsda(
     bytes: &[u8],
-    relocs: &[LsdaReloc],
     endian: RunTimeEndian,
     address_size: u8,
-) -> LsdaResult<DecodedLsda> {
+) -> Result<DecodedLsda, DecodeError> {
     let mut c = Cursor::new(bytes, endian);
 
     let lpstart_encoding = DwEhPe(c.u8("LPStart encoding")?);
@@ -205,13 +247,16 @@ pub fn decode_lsda(
             .ok()
             .and_then(|o| o.checked_add(c.pos()))
             .filter(|&b| b <= bytes.len())
-            .ok_or_else(|| malformed(c.pos(), "TType base past the end"))?;
+            .ok_or_else(|| malformed(c.pos(), Malformation::TypeBasePastEnd))?;
         (Some(ttype), Some(base))
     };
 
     let call_site_encoding = DwEhPe(c.u8("call-site encoding")?);
     if call_site_encoding == constants::DW_EH_PE_omit || call_site_encoding.application().0 != 0 {
-        return Err(malformed(c.pos() - 1, "unsupported call-site encoding"));
+        return Err(malformed(
+            c.pos() - 1,
+            Malformation::UnsupportedCallSiteEncoding(call_site_encoding),
+        ));
     }
     let table_len = c.uleb("call-site table length")?;
     let table_start = c.pos();
@@ -219,7 +264,7 @@ pub fn decode_lsda(
         .ok()
         .and_then(|l| l.checked_add(table_start))
         .filter(|&end| end <= bytes.len())
-        .ok_or_else(|| malformed(table_start, "call-site table past the end"))?;
+        .ok_or_else(|| malformed(table_start, Malformation::CallSiteTablePastEnd))?;
 
     let mut call_sites = Vec::new();
     let mut max_type = 0u32;
@@ -230,7 +275,7 @@ pub fn decode_lsda(
         let landing_pad = c.encoded(call_site_encoding, address_size, "landing pad")?;
         let action = c.uleb("call-site action")?;
         if c.pos() > action_start {
-            return Err(malformed(c.pos(), "call-site record overruns its table"));
+            return Err(malformed(c.pos(), Malformation::CallSiteRecordOverruns));
         }
         let chain = if action == 0 {
             Vec::new()
@@ -254,30 +299,26 @@ pub fn decode_lsda(
     }
 
     let mut type_entries = Vec::new();
+    let mut type_entry_offsets = Vec::new();
     if max_type > 0 {
         let (Some(encoding), Some(base)) = (type_encoding, type_base) else {
-            return Err(malformed(0, "catch clauses but no type table"));
+            return Err(malformed(0, Malformation::NoTypeTable));
         };
         let size = fixed_size(encoding, address_size)
-            .ok_or_else(|| malformed(1, "type table encoding has no fixed size"))?;
+            .ok_or_else(|| malformed(1, Malformation::TypeEncodingNotFixed(encoding)))?;
         for index in 1..=max_type as usize {
             let offset = index
                 .checked_mul(size)
                 .and_then(|d| base.checked_sub(d))
                 .filter(|&o| o >= action_start)
-                .ok_or_else(|| malformed(base, &format!("type entry {index} before the table")))?;
+                .ok_or_else(|| malformed(base, Malformation::TypeEntryBeforeTable(index)))?;
             let mut entry = Cursor::at(bytes, endian, offset)?;
             let raw = entry.encoded(encoding, address_size, "type entry")?;
-            let reloc = relocs.iter().find(|r| r.offset as usize == offset);
-            type_entries.push(match reloc {
-                Some(r) => DecodedTypeEntry::Symbol {
-                    name: r.symbol.clone(),
-                    addend: r.addend,
-                    indirect: encoding.is_indirect(),
-                },
-                None if raw == 0 => DecodedTypeEntry::Null,
-                None => DecodedTypeEntry::Value(raw),
+            type_entries.push(match raw {
+                0 => DecodedTypeEntry::Null,
+                raw => DecodedTypeEntry::Value(raw),
             });
+            type_entry_offsets.push(offset);
         }
     }
 
@@ -289,6 +330,7 @@ pub fn decode_lsda(
         call_site_encoding,
         call_sites,
         type_entries,
+        type_entry_offsets,
     })
 }
 
@@ -297,17 +339,17 @@ fn decode_chain(
     endian: RunTimeEndian,
     action_start: usize,
     first: u64,
-) -> LsdaResult<(Vec<DecodedAction>, usize)> {
+) -> DecodeResult<(Vec<DecodedAction>, usize)> {
     let mut chain = Vec::new();
     let mut end = action_start;
-    let mut seen = HashSet::new();
+    let mut seen = BTreeSet::new();
     let mut record = usize::try_from(first)
         .ok()
         .and_then(|f| f.checked_add(action_start))
-        .ok_or_else(|| malformed(action_start, "action offset overflows"))?;
+        .ok_or_else(|| malformed(action_start, Malformation::ActionOutOfRange))?;
     loop {
         if record < action_start || !seen.insert(record) {
-            return Err(malformed(record, "action chain leaves the table or loops"));
+            return Err(malformed(record, Malformation::ChainLeavesTable));
         }
         let mut c = Cursor::at(bytes, endian, record)?;
         let filter = c.sleb("action type filter")?;
@@ -316,7 +358,7 @@ fn decode_chain(
         chain.push(match filter {
             0 => DecodedAction::Cleanup,
             f if f > 0 => DecodedAction::Catch(
-                u32::try_from(f).map_err(|_| malformed(record, "type filter too large"))?,
+                u32::try_from(f).map_err(|_| malformed(record, Malformation::TypeFilterTooLarge(f)))?,
             ),
             f => DecodedAction::ExceptionSpec(f),
         });
@@ -328,7 +370,7 @@ fn decode_chain(
             .ok()
             .and_then(|p| p.checked_add(disp))
             .and_then(|r| usize::try_from(r).ok())
-            .ok_or_else(|| malformed(disp_field, "action displacement out of range"))?;
+            .ok_or_else(|| malformed(disp_field, Malformation::ActionOutOfRange))?;
     }
 }
 
@@ -441,9 +483,10 @@ impl fmt::Display for DecodedLsda {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
-    fn decode(bytes: &[u8]) -> LsdaResult<DecodedLsda> {
-        decode_lsda(bytes, &[], RunTimeEndian::Little, 8)
+    fn decode(bytes: &[u8]) -> DecodeResult<DecodedLsda> {
+        decode_lsda(bytes, RunTimeEndian::Little, 8)
     }
 
     #[test]
@@ -495,10 +538,7 @@ mod tests {
             &[0xff, 0xff, 0x01, 0x04, 0x00, 0x04, 0x01, 0x01, 0x00, 0x7e],
             &[0xff, 0xff, 0x33, 0x00],
         ] {
-            assert!(
-                matches!(decode(bytes), Err(LsdaError::Malformed { .. })),
-                "{bytes:x?}"
-            );
+            assert!(decode(bytes).is_err(), "{bytes:x?}");
         }
     }
 }

@@ -8,11 +8,121 @@
 //! personality CIE is created only when the first function with an LSDA is
 //! added, so handler-free code never references the personality symbol.
 
-use crate::error::{LsdaError, LsdaResult};
+use crate::error::{LsdaResult, UnsupportedTarget};
+use alloc::vec::Vec;
+use cranelift_codegen::ir::Endianness;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
+use gimli::RunTimeEndian;
 use gimli::constants::{self, DwEhPe};
-use gimli::write::{Address, CieId, CommonInformationEntry, EhFrame, FrameTable, Writer};
+use gimli::write::{
+    Address, CieId, CommonInformationEntry, EhFrame, EndianVec, FrameTable, RelocateWriter,
+    Relocation, Writer,
+};
+
+/// The byte order of `isa`'s tables: the one place it is chosen.
+pub fn endian_of(isa: &dyn TargetIsa) -> RunTimeEndian {
+    match isa.endianness() {
+        Endianness::Little => RunTimeEndian::Little,
+        Endianness::Big => RunTimeEndian::Big,
+    }
+}
+
+/// A section being written (`.eh_frame`, `.gcc_except_table`), with the
+/// relocations gimli's `write_eh_pointer` asks for: the one relocation
+/// path of both sections.
+#[derive(Clone, Debug)]
+pub struct RelocatedSection {
+    writer: EndianVec<RunTimeEndian>,
+    relocations: Vec<Relocation>,
+}
+
+impl RelocatedSection {
+    /// An empty section.
+    pub fn new(endian: RunTimeEndian) -> Self {
+        Self {
+            writer: EndianVec::new(endian),
+            relocations: Vec::new(),
+        }
+    }
+
+    /// The byte order.
+    pub fn endian(&self) -> RunTimeEndian {
+        gimli::write::Writer::endian(&self.writer)
+    }
+
+    /// The bytes written so far, relocated fields zero.
+    pub fn bytes(&self) -> &[u8] {
+        self.writer.slice()
+    }
+
+    /// The relocations, in the order they were asked for.
+    pub fn relocations(&self) -> &[Relocation] {
+        &self.relocations
+    }
+
+    /// The relocation at `offset`, if any.
+    pub fn relocation_at(&self, offset: usize) -> Option<&Relocation> {
+        self.relocations.iter().find(|r| r.offset == offset)
+    }
+}
+
+impl RelocateWriter for RelocatedSection {
+    type Writer = EndianVec<RunTimeEndian>;
+
+    fn writer(&self) -> &Self::Writer {
+        &self.writer
+    }
+
+    fn writer_mut(&mut self) -> &mut Self::Writer {
+        &mut self.writer
+    }
+
+    fn relocate(&mut self, relocation: Relocation) {
+        self.relocations.push(relocation);
+    }
+}
+
+/// The symbols a section's relocations refer to by index
+/// (`Address::Symbol { symbol, .. }`), each kept once.
+#[derive(Clone, Debug)]
+pub struct SymbolIndex<T> {
+    symbols: Vec<T>,
+}
+
+impl<T> Default for SymbolIndex<T> {
+    fn default() -> Self {
+        Self {
+            symbols: Vec::new(),
+        }
+    }
+}
+
+impl<T: PartialEq> SymbolIndex<T> {
+    /// The index of `symbol`, added if new.
+    pub fn index(&mut self, symbol: T) -> usize {
+        match self.symbols.iter().position(|s| *s == symbol) {
+            Some(i) => i,
+            None => {
+                self.symbols.push(symbol);
+                self.symbols.len() - 1
+            }
+        }
+    }
+
+    /// An address at `symbol`.
+    pub fn address(&mut self, symbol: T) -> Address {
+        Address::Symbol {
+            symbol: self.index(symbol),
+            addend: 0,
+        }
+    }
+
+    /// The symbol at `index`.
+    pub fn get(&self, index: usize) -> Option<&T> {
+        self.symbols.get(index)
+    }
+}
 
 /// Pointer encodings of one `.eh_frame`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -66,9 +176,9 @@ impl EhFrameBuilder {
         encoding: EhFrameEncoding,
         personality: Address,
     ) -> LsdaResult<Self> {
-        let mut base_cie = isa.create_systemv_cie().ok_or_else(|| {
-            LsdaError::UnsupportedIsa(format!("{} has no System V CIE", isa.triple()))
-        })?;
+        let mut base_cie = isa
+            .create_systemv_cie()
+            .ok_or(UnsupportedTarget::NoSystemVUnwindInfo)?;
         base_cie.fde_address_encoding = encoding.fde_address;
         Ok(Self {
             table: FrameTable::default(),
@@ -89,9 +199,7 @@ impl EhFrameBuilder {
         lsda: Option<Address>,
     ) -> LsdaResult<()> {
         let UnwindInfo::SystemV(info) = unwind else {
-            return Err(LsdaError::UnsupportedIsa(
-                "the function's unwind info is not System V CFI".to_string(),
-            ));
+            return Err(UnsupportedTarget::NoSystemVUnwindInfo.into());
         };
         let mut fde = info.to_fde(address);
         let cie = match lsda {
@@ -130,11 +238,9 @@ pub fn unwind_info_of(
     code: &cranelift_codegen::CompiledCode,
     isa: &dyn TargetIsa,
 ) -> LsdaResult<UnwindInfo> {
-    code.create_unwind_info(isa)
-        .map_err(|e| LsdaError::UnsupportedIsa(format!("unwind info: {e}")))?
-        .ok_or_else(|| {
-            LsdaError::UnsupportedIsa(
-                "no unwind info was produced (set unwind_info=true)".to_string(),
-            )
-        })
+    match code.create_unwind_info(isa) {
+        Ok(Some(info)) => Ok(info),
+        Ok(None) => Err(UnsupportedTarget::UnwindInfoOff.into()),
+        Err(_) => Err(UnsupportedTarget::CfiFailed.into()),
+    }
 }

@@ -21,12 +21,13 @@
 //! landing pad and action are merged. Action chains are hash-consed, so
 //! identical chains and common chain suffixes are written once.
 
-use crate::error::{LsdaError, LsdaResult};
+use crate::error::{EncodeError, LsdaResult};
 use crate::policy::{Clause, ClauseList, TypeEntry, TypeTable};
-use gimli::RunTimeEndian;
-use gimli::constants;
-use gimli::write::{EndianVec, Writer};
-use std::collections::HashMap;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use gimli::constants::{self, DwEhPe};
+use gimli::leb128::write::{Leb128, uleb128_size};
+use gimli::write::{Address, Writer};
 
 /// One call in a function, as the encoder sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +50,7 @@ pub struct LandingPad {
 
 /// How call-site records encode their offsets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CallSiteEncoding {
     /// `DW_EH_PE_uleb128`: smallest; the default.
     Uleb128,
@@ -56,8 +58,18 @@ pub enum CallSiteEncoding {
     Udata4,
 }
 
+impl CallSiteEncoding {
+    fn dw_eh_pe(self) -> DwEhPe {
+        match self {
+            Self::Uleb128 => constants::DW_EH_PE_uleb128,
+            Self::Udata4 => constants::DW_EH_PE_udata4,
+        }
+    }
+}
+
 /// How type-table entries are encoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TypeEncoding {
     /// `DW_EH_PE_absptr`: absolute addresses, for JIT code.
     Absptr,
@@ -71,17 +83,20 @@ pub enum TypeEncoding {
 }
 
 impl TypeEncoding {
-    fn dw_eh_pe(self) -> constants::DwEhPe {
+    /// The `DW_EH_PE_*` value of this encoding.
+    pub fn dw_eh_pe(self) -> DwEhPe {
+        let pcrel_sdata4 = constants::DW_EH_PE_pcrel.0 | constants::DW_EH_PE_sdata4.0;
         match self {
             Self::Absptr => constants::DW_EH_PE_absptr,
-            Self::PcRelSdata4 => {
-                constants::DwEhPe(constants::DW_EH_PE_pcrel.0 | constants::DW_EH_PE_sdata4.0)
-            }
-            Self::IndirectPcRelSdata4 => constants::DwEhPe(
-                constants::DW_EH_PE_indirect.0
-                    | constants::DW_EH_PE_pcrel.0
-                    | constants::DW_EH_PE_sdata4.0,
-            ),
+            Self::PcRelSdata4 => DwEhPe(pcrel_sdata4),
+            Self::IndirectPcRelSdata4 => DwEhPe(constants::DW_EH_PE_indirect.0 | pcrel_sdata4),
+        }
+    }
+
+    fn entry_size(self, address_size: u8) -> u8 {
+        match self {
+            Self::Absptr => address_size,
+            Self::PcRelSdata4 | Self::IndirectPcRelSdata4 => 4,
         }
     }
 }
@@ -93,67 +108,24 @@ pub struct LsdaEncoding {
     pub call_sites: CallSiteEncoding,
     /// Type-table entry encoding.
     pub types: TypeEncoding,
-    /// Byte order of fixed-width fields.
-    pub endian: RunTimeEndian,
-    /// Pointer size in bytes, for `absptr` entries.
-    pub address_size: u8,
 }
 
 impl LsdaEncoding {
-    /// Encodings for a relocatable object on a little-endian 64-bit target.
+    /// Encodings for a relocatable object.
     pub fn object() -> Self {
         Self {
             call_sites: CallSiteEncoding::Uleb128,
             types: TypeEncoding::PcRelSdata4,
-            endian: RunTimeEndian::Little,
-            address_size: 8,
         }
     }
 
-    /// Encodings for JIT code on a little-endian 64-bit target.
+    /// Encodings for JIT code.
     pub fn jit() -> Self {
         Self {
             types: TypeEncoding::Absptr,
             ..Self::object()
         }
     }
-}
-
-/// How a relocation in the LSDA is to be resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LsdaRelocKind {
-    /// Write the symbol's address (`address_size` bytes).
-    Abs,
-    /// Write `symbol + addend - place` as 4 bytes.
-    PcRel4,
-    /// Write `slot - place` as 4 bytes, where `slot` is a pointer-sized
-    /// datum holding `symbol + addend` (e.g. a `DW.ref.<symbol>` slot).
-    IndirectPcRel4,
-}
-
-/// A relocation the LSDA needs before it can be used.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct LsdaReloc {
-    /// Byte offset of the field within the LSDA.
-    pub offset: u32,
-    /// How to compute the field.
-    pub kind: LsdaRelocKind,
-    /// The symbol.
-    pub symbol: String,
-    /// Added to the symbol's address.
-    pub addend: i64,
-}
-
-/// An encoded LSDA.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lsda {
-    /// The bytes, with relocated fields zero.
-    pub bytes: Vec<u8>,
-    /// Relocations to apply to `bytes`.
-    pub relocs: Vec<LsdaReloc>,
-    /// Where the LSDA must start relative to a 4-byte boundary: always 0.
-    /// The type table is aligned assuming the LSDA itself is.
-    pub alignment: u32,
 }
 
 /// One record of the call-site table.
@@ -202,24 +174,20 @@ impl CallSiteTable {
         });
     }
 
-    fn encode(&self, encoding: CallSiteEncoding, endian: RunTimeEndian) -> LsdaResult<Vec<u8>> {
-        let mut w = EndianVec::new(endian);
+    fn write<W: Writer>(&self, w: &mut W, encoding: CallSiteEncoding) -> LsdaResult<()> {
         for r in &self.records {
-            match encoding {
-                CallSiteEncoding::Uleb128 => {
-                    w.write_uleb128(r.start.into())?;
-                    w.write_uleb128(r.len.into())?;
-                    w.write_uleb128(r.landing_pad.into())?;
-                }
-                CallSiteEncoding::Udata4 => {
-                    w.write_u32(r.start)?;
-                    w.write_u32(r.len)?;
-                    w.write_u32(r.landing_pad)?;
-                }
+            for field in [r.start, r.len, r.landing_pad] {
+                w.write_eh_pointer_data(field.into(), encoding.dw_eh_pe(), 4)?;
             }
             w.write_uleb128(r.action.into())?;
         }
-        Ok(w.into_vec())
+        Ok(())
+    }
+
+    fn encoded_len(&self, encoding: CallSiteEncoding) -> LsdaResult<usize> {
+        let mut w = LengthWriter::default();
+        self.write(&mut w, encoding)?;
+        Ok(w.len)
     }
 }
 
@@ -229,38 +197,36 @@ impl CallSiteTable {
 pub struct ActionTable {
     bytes: Vec<u8>,
     /// (type filter, offset of the next record) -> offset of the record.
-    records: HashMap<(i64, Option<u32>), u32>,
+    records: BTreeMap<(i64, Option<u32>), u32>,
     /// The largest type filter used.
     max_filter: u32,
 }
 
 impl ActionTable {
     /// The action value (1 + offset of the first record) of the chain of
-    /// `filters`, adding the records it needs.
-    pub fn chain(&mut self, filters: &[i64]) -> LsdaResult<u32> {
+    /// `filters`, adding the records it needs. `None` for an empty chain.
+    pub fn chain(&mut self, filters: &[i64]) -> LsdaResult<Option<u32>> {
         let mut next: Option<u32> = None;
         for &filter in filters.iter().rev() {
             next = Some(self.record(filter, next)?);
         }
-        let first = next.ok_or(LsdaError::EmptyClauseList)?;
-        Ok(first + 1)
+        Ok(next.map(|first| first + 1))
     }
 
     fn record(&mut self, filter: i64, next: Option<u32>) -> LsdaResult<u32> {
         if let Some(&offset) = self.records.get(&(filter, next)) {
             return Ok(offset);
         }
-        let offset = u32::try_from(self.bytes.len()).map_err(|_| LsdaError::DoesNotFit {
+        let offset = u32::try_from(self.bytes.len()).map_err(|_| EncodeError::DoesNotFit {
             what: "action table offset",
             value: self.bytes.len() as u64,
         })?;
-        let mut w = EndianVec::new(RunTimeEndian::Little);
-        w.write_sleb128(filter)?;
+        let filter_field = Leb128::signed(filter);
         // The displacement is relative to the start of its own field.
-        let disp_field = i64::from(offset) + w.len() as i64;
+        let disp_field = i64::from(offset) + filter_field.len() as i64;
         let disp = next.map_or(0, |n| i64::from(n) - disp_field);
-        w.write_sleb128(disp)?;
-        self.bytes.extend_from_slice(w.slice());
+        self.bytes.extend_from_slice(filter_field.bytes());
+        self.bytes.extend_from_slice(Leb128::signed(disp).bytes());
         self.records.insert((filter, next), offset);
         if let Ok(filter) = u32::try_from(filter) {
             self.max_filter = self.max_filter.max(filter);
@@ -274,202 +240,314 @@ impl ActionTable {
     }
 }
 
-/// Encode the LSDA of a function whose code is `code_len` bytes long.
-///
-/// `call_sites` are the function's calls in address order. Returns `None`
-/// when no call has a landing pad: such a function needs no LSDA (and its
-/// FDE no personality).
-pub fn encode_lsda(
-    call_sites: &[CallSite],
-    code_len: u32,
-    types: &TypeTable,
-    encoding: LsdaEncoding,
-) -> LsdaResult<Option<Lsda>> {
-    if call_sites.iter().all(|c| c.landing_pad.is_none()) {
-        return Ok(None);
-    }
-
-    let mut actions = ActionTable::default();
-    let mut table = CallSiteTable::default();
-    let mut prev_end = 0u32;
-    for site in call_sites {
-        if site.ret_addr <= prev_end {
-            return Err(LsdaError::CallSiteOutOfOrder {
-                ret_addr: site.ret_addr,
-                bound: prev_end,
-            });
-        }
-        if site.ret_addr > code_len {
-            return Err(LsdaError::CallSiteOutOfOrder {
-                ret_addr: site.ret_addr,
-                bound: code_len,
-            });
-        }
-        let (landing_pad, action) = match &site.landing_pad {
-            None => (0, 0),
-            Some(pad) => {
-                if pad.offset == 0 {
-                    return Err(LsdaError::LandingPadAtFunctionStart);
-                }
-                if pad.offset >= code_len {
-                    return Err(LsdaError::LandingPadOutOfRange {
-                        pad: pad.offset,
-                        code_len,
-                    });
-                }
-                let action = if pad.clauses.is_cleanup_only() {
-                    0
-                } else {
-                    let filters = pad
-                        .clauses
-                        .clauses()
-                        .iter()
-                        .map(|clause| match clause {
-                            Clause::Cleanup => Ok(0),
-                            Clause::Catch(entry) => types.filter(entry).map(i64::from),
-                        })
-                        .collect::<LsdaResult<Vec<_>>>()?;
-                    actions.chain(&filters)?
-                };
-                (pad.offset, action)
-            }
-        };
-        // The personality looks up the return address minus one, so the
-        // range ending at the return address covers the call instruction.
-        table.push(prev_end, site.ret_addr, landing_pad, action);
-        prev_end = site.ret_addr;
-    }
-
-    let call_site_bytes = table.encode(encoding.call_sites, encoding.endian)?;
-    let entries = &types.entries()[..actions.max_filter as usize];
-    assemble(&call_site_bytes, &actions, entries, encoding)
+/// A `gimli::write::Writer` that only counts bytes, for sizes needed
+/// before the bytes are written.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LengthWriter {
+    len: usize,
 }
 
-fn assemble(
-    call_site_bytes: &[u8],
-    actions: &ActionTable,
-    type_entries: &[TypeEntry],
+impl Writer for LengthWriter {
+    type Endian = gimli::RunTimeEndian;
+
+    fn endian(&self) -> Self::Endian {
+        gimli::RunTimeEndian::default()
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> gimli::write::Result<()> {
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    fn write_at(&mut self, offset: usize, bytes: &[u8]) -> gimli::write::Result<()> {
+        match offset.checked_add(bytes.len()) {
+            Some(end) if end <= self.len => Ok(()),
+            _ => Err(gimli::write::Error::OffsetOutOfBounds),
+        }
+    }
+}
+
+/// Where the type table goes: the TType base offset, the width of its
+/// ULEB128 field, and the padding that 4-aligns the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TypeTableLayout {
+    base_offset: u64,
+    field_width: usize,
+    padding: usize,
+}
+
+/// A function's LSDA, laid out and checked, ready to be written into a
+/// `.gcc_except_table` with [`Lsda::write`]. It cannot hold a table the
+/// encodings cannot express.
+#[derive(Clone, Debug)]
+pub struct Lsda {
+    call_sites: CallSiteTable,
+    actions: ActionTable,
+    type_entries: Vec<TypeEntry>,
     encoding: LsdaEncoding,
-) -> LsdaResult<Option<Lsda>> {
-    let cs_len = call_site_bytes.len() as u64;
-    let cs_encoding = match encoding.call_sites {
-        CallSiteEncoding::Uleb128 => constants::DW_EH_PE_uleb128,
-        CallSiteEncoding::Udata4 => constants::DW_EH_PE_udata4,
-    };
-    let entry_size = match encoding.types {
-        TypeEncoding::Absptr => usize::from(encoding.address_size),
-        TypeEncoding::PcRelSdata4 | TypeEncoding::IndirectPcRelSdata4 => 4,
-    };
+    address_size: u8,
+    call_sites_len: usize,
+    types_layout: Option<TypeTableLayout>,
+}
 
-    let mut w = EndianVec::new(encoding.endian);
-    w.write_u8(constants::DW_EH_PE_omit.0)?;
-    if type_entries.is_empty() {
+impl Lsda {
+    /// Lay out the LSDA of a function whose code is `code_len` bytes long,
+    /// for a target whose pointers (`absptr` entries) are `address_size`
+    /// bytes.
+    ///
+    /// `call_sites` are the function's calls in address order. Returns
+    /// `None` when no call has a landing pad: such a function needs no LSDA
+    /// (and its FDE no personality).
+    pub fn new(
+        call_sites: &[CallSite],
+        code_len: u32,
+        types: &TypeTable,
+        encoding: LsdaEncoding,
+        address_size: u8,
+    ) -> LsdaResult<Option<Self>> {
+        if call_sites.iter().all(|c| c.landing_pad.is_none()) {
+            return Ok(None);
+        }
+        let mut actions = ActionTable::default();
+        let mut table = CallSiteTable::default();
+        let mut prev_end = 0u32;
+        for site in call_sites {
+            let bound = if site.ret_addr <= prev_end { prev_end } else { code_len };
+            if site.ret_addr <= prev_end || site.ret_addr > code_len {
+                return Err(EncodeError::CallSiteOutOfOrder {
+                    ret_addr: site.ret_addr,
+                    bound,
+                }
+                .into());
+            }
+            let (landing_pad, action) = match &site.landing_pad {
+                None => (0, 0),
+                Some(pad) => (
+                    check_pad(pad.offset, code_len)?,
+                    action_of(&mut actions, &pad.clauses, types)?,
+                ),
+            };
+            // The personality looks up the return address minus one, so the
+            // range ending at the return address covers the call instruction.
+            table.push(prev_end, site.ret_addr, landing_pad, action);
+            prev_end = site.ret_addr;
+        }
+        let type_entries = types.entries()[..actions.max_filter as usize].to_vec();
+        for entry in &type_entries {
+            if let TypeEntry::Address(addr) = entry
+                && encoding.types != TypeEncoding::Absptr
+            {
+                return Err(EncodeError::AbsoluteTypeEntryNeedsAbsptr(*addr).into());
+            }
+        }
+        let mut lsda = Self {
+            call_sites_len: table.encoded_len(encoding.call_sites)?,
+            call_sites: table,
+            actions,
+            type_entries,
+            encoding,
+            address_size,
+            types_layout: None,
+        };
+        lsda.types_layout = lsda.lay_out_type_table()?;
+        Ok(Some(lsda))
+    }
+
+    /// The call-site table.
+    pub fn call_site_table(&self) -> &CallSiteTable {
+        &self.call_sites
+    }
+
+    /// The type entries, index 1 first.
+    pub fn type_entries(&self) -> &[TypeEntry] {
+        &self.type_entries
+    }
+
+    /// The encodings.
+    pub fn encoding(&self) -> LsdaEncoding {
+        self.encoding
+    }
+
+    fn types_len(&self) -> usize {
+        self.type_entries.len() * usize::from(self.encoding.types.entry_size(self.address_size))
+    }
+
+    /// The size in bytes of the header fields after the TType base field,
+    /// the call-site table and the action table.
+    fn body_len(&self) -> usize {
+        1 + uleb128_size(self.call_sites_len as u64) + self.call_sites_len + self.actions.bytes.len()
+    }
+
+    /// The TType base offset counts the bytes after its own field, which
+    /// include the padding that aligns the type table, which depends on the
+    /// field's width: pick the narrowest width that holds the value, padding
+    /// the ULEB128 if the value is narrower.
+    fn lay_out_type_table(&self) -> LsdaResult<Option<TypeTableLayout>> {
+        if self.type_entries.is_empty() {
+            return Ok(None);
+        }
+        let body = self.body_len();
+        (1..=5)
+            .find_map(|field_width| {
+                let table_start = 2 + field_width + body;
+                let padding = (4 - table_start % 4) % 4;
+                let base_offset = (body + padding + self.types_len()) as u64;
+                (uleb128_size(base_offset) <= field_width).then_some(TypeTableLayout {
+                    base_offset,
+                    field_width,
+                    padding,
+                })
+            })
+            .map(Some)
+            .ok_or_else(|| {
+                EncodeError::DoesNotFit {
+                    what: "type table base offset",
+                    value: (body + self.types_len()) as u64,
+                }
+                .into()
+            })
+    }
+
+    /// Its size in bytes.
+    pub fn len(&self) -> usize {
+        match self.types_layout {
+            None => 2 + self.body_len(),
+            Some(layout) => {
+                2 + layout.field_width + self.body_len() + layout.padding + self.types_len()
+            }
+        }
+    }
+
+    /// Always false: an LSDA has at least its header.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Append the LSDA to `w` (a `.gcc_except_table` being written), first
+    /// padding `w` to a 4-byte boundary, which the type table's alignment
+    /// assumes. Symbol type entries are written as `symbol_address(name)`
+    /// plus their addend through `Writer::write_eh_pointer`, so a relocating
+    /// writer records their relocations. Returns the LSDA's offset in `w`.
+    pub fn write<W: Writer>(
+        &self,
+        w: &mut W,
+        mut symbol_address: impl FnMut(&str) -> Option<Address>,
+    ) -> LsdaResult<usize> {
+        while w.len() % 4 != 0 {
+            w.write_u8(0)?;
+        }
+        let start = w.len();
         w.write_u8(constants::DW_EH_PE_omit.0)?;
-        w.write_u8(cs_encoding.0)?;
-        w.write_uleb128(cs_len)?;
-        w.write(call_site_bytes)?;
-        w.write(actions.bytes())?;
-        return Ok(Some(Lsda {
-            bytes: w.into_vec(),
-            relocs: Vec::new(),
-            alignment: 4,
-        }));
-    }
-    w.write_u8(encoding.types.dw_eh_pe().0)?;
-
-    // The TType base offset counts the bytes after its own field, which
-    // include the padding that aligns the type table, which depends on the
-    // field's width: pick the narrowest width that holds the value, padding
-    // the ULEB128 if the value is narrower.
-    let body = uleb_len(cs_len) + call_site_bytes.len() + actions.bytes().len() + 1;
-    let types_len = type_entries.len() * entry_size;
-    let (field_width, base_offset, padding) = (1..=5)
-        .find_map(|width| {
-            let table_start = 2 + width + body;
-            let padding = (4 - table_start % 4) % 4;
-            let base_offset = (body + padding + types_len) as u64;
-            (uleb_len(base_offset) <= width).then_some((width, base_offset, padding))
-        })
-        .ok_or(LsdaError::DoesNotFit {
-            what: "type table base offset",
-            value: (body + types_len) as u64,
-        })?;
-    write_padded_uleb128(&mut w, base_offset, field_width)?;
-    w.write_u8(cs_encoding.0)?;
-    w.write_uleb128(cs_len)?;
-    w.write(call_site_bytes)?;
-    w.write(actions.bytes())?;
-    for _ in 0..padding {
-        w.write_u8(0)?;
+        match self.types_layout {
+            None => w.write_u8(constants::DW_EH_PE_omit.0)?,
+            Some(layout) => {
+                w.write_u8(self.encoding.types.dw_eh_pe().0)?;
+                write_padded_uleb128(w, layout.base_offset, layout.field_width)?;
+            }
+        }
+        w.write_u8(self.encoding.call_sites.dw_eh_pe().0)?;
+        w.write_uleb128(self.call_sites_len as u64)?;
+        self.call_sites.write(w, self.encoding.call_sites)?;
+        w.write(&self.actions.bytes)?;
+        if let Some(layout) = self.types_layout {
+            for _ in 0..layout.padding {
+                w.write_u8(0)?;
+            }
+            for entry in self.type_entries.iter().rev() {
+                self.write_type_entry(w, entry, &mut symbol_address)?;
+            }
+        }
+        debug_assert_eq!(w.len() - start, self.len());
+        Ok(start)
     }
 
-    let mut relocs = Vec::new();
-    for entry in type_entries.iter().rev() {
-        let offset = u32::try_from(w.len()).map_err(|_| LsdaError::DoesNotFit {
-            what: "LSDA size",
-            value: w.len() as u64,
-        })?;
-        match entry {
+    fn write_type_entry<W: Writer>(
+        &self,
+        w: &mut W,
+        entry: &TypeEntry,
+        symbol_address: &mut impl FnMut(&str) -> Option<Address>,
+    ) -> LsdaResult<()> {
+        let size = self.encoding.types.entry_size(self.address_size);
+        let address = match entry {
             // A null entry stays null under pcrel: personalities add the
             // base only to non-zero values.
-            TypeEntry::CatchAll => w.write_udata(0, entry_size as u8)?,
-            TypeEntry::Address(addr) => match encoding.types {
-                TypeEncoding::Absptr => w.write_udata(*addr, entry_size as u8)?,
-                _ => return Err(LsdaError::AbsoluteTypeEntryNeedsAbsptr(*addr)),
-            },
+            TypeEntry::CatchAll => return Ok(w.write_udata(0, size)?),
+            TypeEntry::Address(addr) => Address::Constant(*addr),
             TypeEntry::Symbol { name, addend } => {
-                relocs.push(LsdaReloc {
-                    offset,
-                    kind: match encoding.types {
-                        TypeEncoding::Absptr => LsdaRelocKind::Abs,
-                        TypeEncoding::PcRelSdata4 => LsdaRelocKind::PcRel4,
-                        TypeEncoding::IndirectPcRelSdata4 => LsdaRelocKind::IndirectPcRel4,
+                match symbol_address(name)
+                    .ok_or_else(|| EncodeError::UnresolvedSymbol(name.clone()))?
+                {
+                    Address::Constant(base) => Address::Constant(base.wrapping_add_signed(*addend)),
+                    Address::Symbol { symbol, addend: a } => Address::Symbol {
+                        symbol,
+                        addend: a + addend,
                     },
-                    symbol: name.clone(),
-                    addend: *addend,
-                });
-                w.write_udata(0, entry_size as u8)?;
+                }
             }
-        }
+        };
+        Ok(w.write_eh_pointer(address, self.encoding.types.dw_eh_pe(), size)?)
     }
-    Ok(Some(Lsda {
-        bytes: w.into_vec(),
-        relocs,
-        alignment: 4,
-    }))
 }
 
-fn uleb_len(mut value: u64) -> usize {
-    let mut len = 1;
-    while value >= 0x80 {
-        value >>= 7;
-        len += 1;
+fn check_pad(offset: u32, code_len: u32) -> LsdaResult<u32> {
+    if offset == 0 {
+        return Err(EncodeError::LandingPadAtFunctionStart.into());
     }
-    len
+    if offset >= code_len {
+        return Err(EncodeError::LandingPadOutOfRange {
+            pad: offset,
+            code_len,
+        }
+        .into());
+    }
+    Ok(offset)
 }
 
-/// ULEB128 in exactly `width` bytes (non-minimal encodings are valid).
-fn write_padded_uleb128(
-    w: &mut EndianVec<RunTimeEndian>,
-    value: u64,
-    width: usize,
-) -> LsdaResult<()> {
-    let mut rest = value;
-    for i in 0..width {
-        let mut byte = (rest & 0x7f) as u8;
-        rest >>= 7;
-        if i + 1 < width {
-            byte |= 0x80;
-        }
-        w.write_u8(byte)?;
+/// The action field of a pad with `clauses`: 0 for a lone cleanup, else
+/// the chain of their type filters.
+fn action_of(actions: &mut ActionTable, clauses: &ClauseList, types: &TypeTable) -> LsdaResult<u32> {
+    if clauses.is_cleanup_only() {
+        return Ok(0);
     }
-    Ok(())
+    let filters = clauses
+        .clauses()
+        .iter()
+        .map(|clause| match clause {
+            Clause::Cleanup => Ok(0),
+            Clause::Catch(entry) => types.filter(entry).map(i64::from),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(actions.chain(&filters)?.unwrap_or(0))
+}
+
+/// ULEB128 in exactly `width` bytes: gimli's minimal encoding with
+/// continuation bytes added (non-minimal encodings are valid), as LLVM pads
+/// the TType base field.
+fn write_padded_uleb128<W: Writer>(w: &mut W, value: u64, width: usize) -> LsdaResult<()> {
+    let minimal = Leb128::unsigned(value);
+    let (last, init) = minimal.bytes().split_last().expect("a LEB128 has a byte");
+    w.write(init)?;
+    if width == minimal.len() {
+        return Ok(w.write_u8(*last)?);
+    }
+    w.write_u8(last | 0x80)?;
+    for _ in minimal.len() + 1..width {
+        w.write_u8(0x80)?;
+    }
+    Ok(w.write_u8(0)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eh_frame::RelocatedSection;
+    use crate::error::{LsdaError, PolicyError};
     use crate::policy::Clause;
+    use gimli::RunTimeEndian;
 
     fn pad(offset: u32, clauses: &[Clause]) -> Option<LandingPad> {
         Some(LandingPad {
@@ -485,13 +563,34 @@ mod tests {
         }
     }
 
+    fn encode(
+        sites: &[CallSite],
+        code_len: u32,
+        types: &TypeTable,
+        encoding: LsdaEncoding,
+    ) -> LsdaResult<Option<Lsda>> {
+        Lsda::new(sites, code_len, types, encoding, 8)
+    }
+
+    /// The LSDA written alone, with each symbol entry's relocation.
+    fn write(lsda: &Lsda) -> RelocatedSection {
+        let mut section = RelocatedSection::new(RunTimeEndian::Little);
+        lsda.write(&mut section, |_| {
+            Some(Address::Symbol {
+                symbol: 0,
+                addend: 0,
+            })
+        })
+        .unwrap();
+        assert_eq!(section.bytes().len(), lsda.len());
+        section
+    }
+
     #[test]
     fn no_handlers_no_lsda() {
         let sites = [site(5, None), site(10, None)];
-        assert_eq!(
-            encode_lsda(&sites, 20, &TypeTable::new(), LsdaEncoding::object()),
-            Ok(None)
-        );
+        let lsda = encode(&sites, 20, &TypeTable::new(), LsdaEncoding::object()).unwrap();
+        assert!(lsda.is_none());
     }
 
     #[test]
@@ -508,13 +607,12 @@ mod tests {
             site(20, None),
         ];
         let mut actions = ActionTable::default();
-        let action = actions.chain(&[1]).unwrap();
-        let lsda = encode_lsda(&sites, 48, &types, LsdaEncoding::object())
+        let action = actions.chain(&[1]).unwrap().unwrap();
+        let lsda = encode(&sites, 48, &types, LsdaEncoding::object())
             .unwrap()
             .unwrap();
         let decoded =
-            crate::decode::decode_lsda(&lsda.bytes, &lsda.relocs, RunTimeEndian::Little, 8)
-                .unwrap();
+            crate::decode::decode_lsda(write(&lsda).bytes(), RunTimeEndian::Little, 8).unwrap();
         let records: Vec<_> = decoded
             .call_sites
             .iter()
@@ -542,6 +640,7 @@ mod tests {
         // A new head on a shared suffix: one record.
         actions.chain(&[4, 2, 3]).unwrap();
         assert_eq!(actions.bytes().len(), size_abc + 2);
+        assert_eq!(actions.chain(&[]).unwrap(), None);
     }
 
     #[test]
@@ -549,38 +648,50 @@ mod tests {
         let types = TypeTable::new();
         let cleanup = [Clause::Cleanup];
         let enc = LsdaEncoding::object();
+        let err = |sites: &[CallSite], types: &TypeTable, enc| {
+            encode(sites, 16, types, enc).unwrap_err()
+        };
         assert!(matches!(
-            encode_lsda(&[site(8, pad(2, &cleanup)), site(8, None)], 16, &types, enc),
-            Err(LsdaError::CallSiteOutOfOrder { .. })
+            err(&[site(8, pad(2, &cleanup)), site(8, None)], &types, enc),
+            LsdaError::Encode(EncodeError::CallSiteOutOfOrder { bound: 8, .. })
         ));
         assert!(matches!(
-            encode_lsda(&[site(20, pad(2, &cleanup))], 16, &types, enc),
-            Err(LsdaError::CallSiteOutOfOrder { .. })
+            err(&[site(20, pad(2, &cleanup))], &types, enc),
+            LsdaError::Encode(EncodeError::CallSiteOutOfOrder { bound: 16, .. })
         ));
         assert_eq!(
-            encode_lsda(&[site(8, pad(0, &cleanup))], 16, &types, enc),
-            Err(LsdaError::LandingPadAtFunctionStart)
+            err(&[site(8, pad(0, &cleanup))], &types, enc),
+            EncodeError::LandingPadAtFunctionStart.into()
         );
         assert!(matches!(
-            encode_lsda(&[site(8, pad(16, &cleanup))], 16, &types, enc),
-            Err(LsdaError::LandingPadOutOfRange { .. })
+            err(&[site(8, pad(16, &cleanup))], &types, enc),
+            LsdaError::Encode(EncodeError::LandingPadOutOfRange { .. })
         ));
         let catch = [Clause::Catch(TypeEntry::symbol("x"))];
         assert!(matches!(
-            encode_lsda(&[site(8, pad(10, &catch))], 16, &types, enc),
-            Err(LsdaError::TypeNotInTable(_))
+            err(&[site(8, pad(10, &catch))], &types, enc),
+            LsdaError::Policy(PolicyError::TypeNotInTable(_))
         ));
         let mut types = TypeTable::new();
         types.add(&TypeEntry::Address(0x1000)).unwrap();
         let catch = [Clause::Catch(TypeEntry::Address(0x1000))];
         assert_eq!(
-            encode_lsda(&[site(8, pad(10, &catch))], 16, &types, enc),
-            Err(LsdaError::AbsoluteTypeEntryNeedsAbsptr(0x1000))
+            err(&[site(8, pad(10, &catch))], &types, enc),
+            EncodeError::AbsoluteTypeEntryNeedsAbsptr(0x1000).into()
         );
-        assert!(
-            encode_lsda(&[site(8, pad(10, &catch))], 16, &types, LsdaEncoding::jit())
-                .unwrap()
-                .is_some()
+        let jit = encode(&[site(8, pad(10, &catch))], 16, &types, LsdaEncoding::jit());
+        assert!(jit.unwrap().is_some());
+        // A symbol the writer cannot resolve is an error, not a zero entry.
+        let mut types = TypeTable::new();
+        types.add(&TypeEntry::symbol("t")).unwrap();
+        let catch = [Clause::Catch(TypeEntry::symbol("t"))];
+        let lsda = encode(&[site(8, pad(10, &catch))], 16, &types, LsdaEncoding::jit())
+            .unwrap()
+            .unwrap();
+        let mut w = gimli::write::EndianVec::new(RunTimeEndian::Little);
+        assert_eq!(
+            lsda.write(&mut w, |_| None),
+            Err(EncodeError::UnresolvedSymbol("t".into()).into())
         );
     }
 
@@ -593,14 +704,38 @@ mod tests {
             let sites: Vec<_> = (1..=n)
                 .map(|i| site(i * 8, if i % 2 == 0 { pad(4, &catch) } else { None }))
                 .collect();
-            let Some(lsda) =
-                encode_lsda(&sites, n * 8 + 8, &types, LsdaEncoding::object()).unwrap()
+            let Some(lsda) = encode(&sites, n * 8 + 8, &types, LsdaEncoding::object()).unwrap()
             else {
                 continue;
             };
-            let reloc = &lsda.relocs[0];
+            let section = write(&lsda);
+            let reloc = &section.relocations()[0];
             assert_eq!(reloc.offset % 4, 0, "n = {n}");
-            assert_eq!(reloc.offset as usize + 4, lsda.bytes.len());
+            assert_eq!(reloc.offset + 4, section.bytes().len());
+        }
+    }
+
+    #[test]
+    fn lsdas_appended_to_one_section_start_four_byte_aligned() {
+        let sites = [site(3, pad(5, &[Clause::Cleanup]))];
+        let lsda = encode(&sites, 8, &TypeTable::new(), LsdaEncoding::object())
+            .unwrap()
+            .unwrap();
+        let mut w = gimli::write::EndianVec::new(RunTimeEndian::Little);
+        let first = lsda.write(&mut w, |_| None).unwrap();
+        let second = lsda.write(&mut w, |_| None).unwrap();
+        assert_eq!((first, second % 4), (0, 0));
+        assert!(second >= lsda.len());
+    }
+
+    #[test]
+    fn padded_uleb128_decodes_to_its_value() {
+        for (value, width) in [(5u64, 1), (5, 2), (5, 3), (200, 2), (200, 4)] {
+            let mut w = gimli::write::EndianVec::new(RunTimeEndian::Little);
+            write_padded_uleb128(&mut w, value, width).unwrap();
+            assert_eq!(w.len(), width);
+            let mut r = gimli::EndianSlice::new(w.slice(), RunTimeEndian::Little);
+            assert_eq!(gimli::Reader::read_uleb128(&mut r).unwrap(), value);
         }
     }
 }

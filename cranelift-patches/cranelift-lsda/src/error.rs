@@ -1,66 +1,251 @@
-//! The one error type of the crate.
+//! Errors, one small enum per concern, folded into [`LsdaError`].
 //!
-//! Every bad input (to the policy, the encoder, the decoder, the landing-pad
-//! check and the legalization pass) is reported through [`LsdaError`]; nothing
-//! in this crate panics on user input or produces a table it knows to be wrong.
+//! [`PolicyError`]: the clause policy and type tables. [`FormError`]: the
+//! IR and target cannot be described by an LSDA. [`EncodeError`]: a table
+//! does not fit its encoding. [`DecodeError`]: malformed LSDA bytes.
+//! [`OutputError`]: writing objects or registering JIT code. Nothing in this
+//! crate panics on user input or produces a table it knows to be wrong.
 
+use crate::policy::{CLAUSE_SET_TAG_BASE, Clause, TypeEntry};
+use alloc::string::String;
 use core::fmt;
+use cranelift_codegen::CodegenError;
+use cranelift_codegen::isa::CallConv;
+use cranelift_codegen::verifier::VerifierErrors;
+use gimli::constants::DwEhPe;
+use target_lexicon::Architecture;
 
-/// An error raised while building, encoding or decoding exception tables.
+/// The clause policy or a type table refused a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum LsdaError {
+#[non_exhaustive]
+pub enum PolicyError {
     /// The policy was asked about a tag it does not define.
     UnknownTag(u32),
-    /// A tag was defined twice in the policy.
+    /// A tag was defined twice.
     TagAlreadyDefined(u32),
     /// The tag lies in the range reserved for interned clause sets.
     ReservedTag(u32),
+    /// Every tag of the clause-set range is taken.
+    ClauseSetTagsExhausted,
     /// A clause list with no clause was given where one is required.
     EmptyClauseList,
-    /// The target ISA has no landing-pad support (no Itanium data registers
-    /// for `try_call` payloads), or unwind info is disabled.
-    UnsupportedIsa(String),
-    /// A `try_call` uses a callee calling convention whose exception payload
-    /// registers are not the Itanium EH data registers.
-    UnsupportedCallConv {
-        /// The instruction, as Cranelift displays it.
-        inst: String,
-        /// The callee's calling convention.
-        call_conv: String,
-    },
-    /// A `try_call` is not in landing-pad form and was not legalized.
-    NotLandingPadForm {
-        /// The instruction, as Cranelift displays it.
-        inst: String,
-        /// Why it is not in landing-pad form.
-        reason: String,
-    },
-    /// The handlers of one compiled call site do not agree on a landing pad,
-    /// and no landing-pad-form proof from the IR was supplied.
-    HandlersDisagree {
-        /// Return address of the call site.
-        ret_addr: u32,
-    },
-    /// Two clauses that go to different places receive the same selector
-    /// under the policy's selector convention, so a landing pad cannot tell
-    /// them apart.
-    AmbiguousSelector {
-        /// The instruction, as Cranelift displays it.
-        inst: String,
-        /// The selector value both clauses would receive.
-        selector: i64,
-    },
-    /// The policy's personality cannot handle this clause.
+    /// The personality's selector convention cannot express this clause.
     UnsupportedClause {
         /// The clause.
-        clause: String,
+        clause: Clause,
         /// Why.
         why: &'static str,
     },
     /// A clause's type entry is missing from the function's type table.
-    TypeNotInTable(String),
-    /// An absolute type entry cannot be encoded position-independently.
-    AbsoluteTypeEntryNeedsAbsptr(u64),
+    TypeNotInTable(TypeEntry),
+    /// The type table has more entries than a type filter can index.
+    TypeTableFull,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownTag(tag) => write!(f, "the clause policy does not define tag{tag}"),
+            Self::TagAlreadyDefined(tag) => {
+                write!(f, "tag{tag} is already defined in the clause policy")
+            }
+            Self::ReservedTag(tag) => write!(
+                f,
+                "tag{tag} is reserved for clause sets the policy interns (tags from \
+                 {CLAUSE_SET_TAG_BASE:#x} up)"
+            ),
+            Self::ClauseSetTagsExhausted => write!(f, "every clause-set tag is taken"),
+            Self::EmptyClauseList => write!(f, "a clause list must hold at least one clause"),
+            Self::UnsupportedClause { clause, why } => {
+                write!(f, "clause `{clause}` is not supported: {why}")
+            }
+            Self::TypeNotInTable(entry) => {
+                write!(f, "type entry {entry} is not in the function's type table")
+            }
+            Self::TypeTableFull => write!(f, "the type table has more than 2^31 entries"),
+        }
+    }
+}
+
+/// Why a target cannot deliver exceptions to landing pads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UnsupportedTarget {
+    /// The architecture has no Itanium EH data registers for payloads.
+    Architecture(Architecture),
+    /// Windows unwinds with SEH, not DWARF CFI.
+    Windows,
+    /// The ISA was configured with `unwind_info=false`.
+    UnwindInfoOff,
+    /// The ISA produced no System V CFI for a function.
+    NoSystemVUnwindInfo,
+    /// Cranelift failed to produce CFI for a function.
+    CfiFailed,
+}
+
+impl fmt::Display for UnsupportedTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Architecture(arch) => write!(
+                f,
+                "{arch} has no Itanium EH data registers for try_call payloads"
+            ),
+            Self::Windows => write!(f, "Windows targets unwind with SEH, not DWARF CFI"),
+            Self::UnwindInfoOff => write!(
+                f,
+                "unwind_info is disabled (set unwind_info=true); the unwinder needs CFI to \
+                 restore callee-saved registers"
+            ),
+            Self::NoSystemVUnwindInfo => {
+                write!(f, "the function's unwind info is not System V CFI")
+            }
+            Self::CfiFailed => write!(f, "Cranelift could not produce the function's CFI"),
+        }
+    }
+}
+
+/// Why a `try_call` is not in landing-pad form.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotLandingPad {
+    /// A catch item passes its block other arguments than `(exn0, exn1)`.
+    Arguments {
+        /// The block, as displayed.
+        block: String,
+        /// The arguments it receives, as displayed.
+        args: String,
+    },
+    /// Catch items go to different blocks.
+    TwoPads {
+        /// The first block, as displayed.
+        first: String,
+        /// The other block, as displayed.
+        second: String,
+    },
+}
+
+impl fmt::Display for NotLandingPad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Arguments { block, args } => {
+                write!(f, "{block} receives ({args}) instead of (exn0, exn1)")
+            }
+            Self::TwoPads { first, second } => {
+                write!(f, "catch items go to both {first} and {second}")
+            }
+        }
+    }
+}
+
+/// The IR or the target cannot be described by an LSDA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FormError {
+    /// The target cannot deliver exceptions to landing pads.
+    UnsupportedTarget(UnsupportedTarget),
+    /// A `try_call`'s callee convention does not deliver payloads in the
+    /// Itanium EH data registers.
+    UnsupportedCallConv {
+        /// The instruction, as displayed.
+        inst: String,
+        /// The callee's calling convention.
+        call_conv: CallConv,
+    },
+    /// A `try_call` is not in landing-pad form and was not legalized.
+    NotLandingPadForm {
+        /// The instruction, as displayed.
+        inst: String,
+        /// Why.
+        reason: NotLandingPad,
+    },
+    /// Clauses that go to different places receive the same selector.
+    AmbiguousSelector {
+        /// The instruction, as displayed.
+        inst: String,
+        /// The selector both clauses would receive.
+        selector: i64,
+    },
+    /// A selector is negative and cannot be dispatched on.
+    NegativeSelector(i64),
+    /// A catch destination argument has no landing-pad equivalent.
+    UnmappableArgument(String),
+    /// The function failed the verifier before legalization.
+    InvalidInput(VerifierErrors),
+    /// The legalized function failed the verifier (a bug of this crate).
+    InvalidOutput(VerifierErrors),
+    /// The handlers of one compiled call site disagree on a landing pad,
+    /// and no landing-pad-form proof was supplied.
+    HandlersDisagree {
+        /// Return address of the call site.
+        ret_addr: u32,
+    },
+    /// The compiled code has more call sites with handlers than the
+    /// prepared IR had `try_call`s: the proof belongs to another function.
+    StalePreparedFunction {
+        /// Call sites with handlers in the compiled code.
+        compiled: usize,
+        /// `try_call`s in landing-pad form in the prepared IR.
+        prepared: usize,
+    },
+    /// Tables were asked for a context that holds no compiled code.
+    NotCompiled,
+}
+
+impl fmt::Display for FormError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnsupportedTarget(why) => write!(f, "unsupported target for landing pads: {why}"),
+            Self::UnsupportedCallConv { inst, call_conv } => write!(
+                f,
+                "`{inst}`: callee calling convention `{call_conv}` does not deliver exception \
+                 payloads in the Itanium EH data registers (use system_v, tail, preserve_all \
+                 or apple_aarch64)"
+            ),
+            Self::NotLandingPadForm { inst, reason } => write!(
+                f,
+                "`{inst}` is not in landing-pad form ({reason}); run the legalization pass first"
+            ),
+            Self::AmbiguousSelector { inst, selector } => write!(
+                f,
+                "`{inst}`: clauses with different destinations all receive selector {selector} \
+                 under this policy's selector convention"
+            ),
+            Self::NegativeSelector(selector) => {
+                write!(f, "negative selector {selector} cannot be dispatched")
+            }
+            Self::UnmappableArgument(arg) => write!(
+                f,
+                "catch destination argument `{arg}` has no landing-pad equivalent"
+            ),
+            Self::InvalidInput(errors) => {
+                write!(f, "IR error: the input function fails verification: {errors}")
+            }
+            Self::InvalidOutput(errors) => write!(
+                f,
+                "IR error: the legalized function fails verification: {errors}"
+            ),
+            Self::HandlersDisagree { ret_addr } => write!(
+                f,
+                "the handlers of the call returning to {ret_addr:#x} have different code offsets \
+                 and the IR was not checked to be in landing-pad form"
+            ),
+            Self::StalePreparedFunction { compiled, prepared } => write!(
+                f,
+                "the compiled code has {compiled} call sites with handlers but the prepared IR \
+                 had {prepared}: the PreparedFunction belongs to another function"
+            ),
+            Self::NotCompiled => write!(
+                f,
+                "the context holds no compiled code; define the function first"
+            ),
+        }
+    }
+}
+
+/// A table does not fit its encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
     /// Call-site return addresses are not strictly increasing, or lie
     /// outside the function.
     CallSiteOutOfOrder {
@@ -76,8 +261,7 @@ pub enum LsdaError {
         /// The function's code length.
         code_len: u32,
     },
-    /// A landing pad at offset 0 cannot be encoded: the LSDA uses 0 to mean
-    /// "no landing pad".
+    /// A landing pad at offset 0 cannot be encoded: 0 means "no pad".
     LandingPadAtFunctionStart,
     /// A value does not fit the chosen encoding.
     DoesNotFit {
@@ -86,66 +270,17 @@ pub enum LsdaError {
         /// The value that did not fit.
         value: u64,
     },
-    /// The LSDA bytes are malformed.
-    Malformed {
-        /// Byte offset within the LSDA where decoding failed.
-        offset: usize,
-        /// What was wrong.
-        what: String,
-    },
+    /// An absolute type entry cannot be encoded position-independently.
+    AbsoluteTypeEntryNeedsAbsptr(u64),
     /// A type-entry symbol could not be resolved to an address.
     UnresolvedSymbol(String),
-    /// The underlying DWARF writer refused a value.
-    Write(String),
-    /// The Cranelift IR could not be rewritten (e.g. the verifier rejected
-    /// the result).
-    Ir(String),
+    /// gimli's writer refused a value.
+    Write(gimli::write::Error),
 }
 
-impl fmt::Display for LsdaError {
+impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UnknownTag(tag) => write!(f, "the clause policy does not define tag{tag}"),
-            Self::TagAlreadyDefined(tag) => {
-                write!(f, "tag{tag} is already defined in the clause policy")
-            }
-            Self::ReservedTag(tag) => write!(
-                f,
-                "tag{tag} is reserved for clause sets the policy interns (tags from {:#x} up)",
-                crate::policy::CLAUSE_SET_TAG_BASE
-            ),
-            Self::EmptyClauseList => write!(f, "a clause list must hold at least one clause"),
-            Self::UnsupportedIsa(why) => write!(f, "unsupported target for landing pads: {why}"),
-            Self::UnsupportedCallConv { inst, call_conv } => write!(
-                f,
-                "`{inst}`: callee calling convention `{call_conv}` does not deliver exception \
-                 payloads in the Itanium EH data registers (use system_v, tail, preserve_all \
-                 or apple_aarch64)"
-            ),
-            Self::NotLandingPadForm { inst, reason } => write!(
-                f,
-                "`{inst}` is not in landing-pad form ({reason}); run the legalization pass first"
-            ),
-            Self::HandlersDisagree { ret_addr } => write!(
-                f,
-                "the handlers of the call returning to {ret_addr:#x} have different code offsets \
-                 and the IR was not checked to be in landing-pad form"
-            ),
-            Self::AmbiguousSelector { inst, selector } => write!(
-                f,
-                "`{inst}`: clauses with different destinations all receive selector {selector} \
-                 under this policy's selector convention"
-            ),
-            Self::UnsupportedClause { clause, why } => {
-                write!(f, "clause `{clause}` is not supported: {why}")
-            }
-            Self::TypeNotInTable(entry) => {
-                write!(f, "type entry {entry} is not in the function's type table")
-            }
-            Self::AbsoluteTypeEntryNeedsAbsptr(addr) => write!(
-                f,
-                "absolute type entry {addr:#x} needs the absptr type-table encoding"
-            ),
             Self::CallSiteOutOfOrder { ret_addr, bound } => write!(
                 f,
                 "call site returning to {ret_addr:#x} is out of order or out of range \
@@ -162,25 +297,243 @@ impl fmt::Display for LsdaError {
             Self::DoesNotFit { what, value } => {
                 write!(f, "{what} {value:#x} does not fit its encoding")
             }
-            Self::Malformed { offset, what } => {
-                write!(f, "malformed LSDA at byte {offset}: {what}")
-            }
+            Self::AbsoluteTypeEntryNeedsAbsptr(addr) => write!(
+                f,
+                "absolute type entry {addr:#x} needs the absptr type-table encoding"
+            ),
             Self::UnresolvedSymbol(name) => {
                 write!(f, "type entry symbol `{name}` cannot be resolved")
             }
-            Self::Write(msg) => write!(f, "DWARF writer: {msg}"),
-            Self::Ir(msg) => write!(f, "IR error: {msg}"),
+            Self::Write(err) => write!(f, "DWARF writer: {err}"),
         }
     }
 }
 
-impl std::error::Error for LsdaError {}
+/// What was malformed in LSDA bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformation {
+    /// A field could not be read.
+    Read {
+        /// The field.
+        field: &'static str,
+        /// gimli's reason.
+        error: gimli::Error,
+    },
+    /// A pointer format this decoder does not know.
+    UnknownPointerFormat(DwEhPe),
+    /// An `absptr` of a size other than 4 or 8 bytes.
+    UnsupportedAddressSize(u8),
+    /// The call-site encoding is omitted or not a plain format.
+    UnsupportedCallSiteEncoding(DwEhPe),
+    /// The TType base lies past the end of the bytes.
+    TypeBasePastEnd,
+    /// The call-site table runs past the end of the bytes.
+    CallSiteTablePastEnd,
+    /// A call-site record runs past the end of its table.
+    CallSiteRecordOverruns,
+    /// Catch clauses, but no type table.
+    NoTypeTable,
+    /// The type-table encoding has no fixed size.
+    TypeEncodingNotFixed(DwEhPe),
+    /// A type entry would lie before the type table.
+    TypeEntryBeforeTable(usize),
+    /// An action chain leaves the action table or loops.
+    ChainLeavesTable,
+    /// An action offset or displacement overflows.
+    ActionOutOfRange,
+    /// A type filter does not fit 32 bits.
+    TypeFilterTooLarge(i64),
+}
+
+impl fmt::Display for Malformation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Read { field, error } => write!(f, "{field}: {error}"),
+            Self::UnknownPointerFormat(pe) => write!(f, "unknown pointer format {:#x}", pe.0),
+            Self::UnsupportedAddressSize(size) => write!(f, "unsupported address size {size}"),
+            Self::UnsupportedCallSiteEncoding(pe) => {
+                write!(f, "unsupported call-site encoding {:#x}", pe.0)
+            }
+            Self::TypeBasePastEnd => write!(f, "TType base past the end"),
+            Self::CallSiteTablePastEnd => write!(f, "call-site table past the end"),
+            Self::CallSiteRecordOverruns => write!(f, "call-site record overruns its table"),
+            Self::NoTypeTable => write!(f, "catch clauses but no type table"),
+            Self::TypeEncodingNotFixed(pe) => {
+                write!(f, "type table encoding {:#x} has no fixed size", pe.0)
+            }
+            Self::TypeEntryBeforeTable(index) => {
+                write!(f, "type entry {index} before the table")
+            }
+            Self::ChainLeavesTable => write!(f, "action chain leaves the table or loops"),
+            Self::ActionOutOfRange => write!(f, "action offset out of range"),
+            Self::TypeFilterTooLarge(filter) => write!(f, "type filter {filter} too large"),
+        }
+    }
+}
+
+/// Malformed LSDA bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Byte offset within the LSDA where decoding failed.
+    pub offset: usize,
+    /// What was wrong.
+    pub what: Malformation,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed LSDA at byte {}: {}", self.offset, self.what)
+    }
+}
+
+/// Writing tables into an object, or registering them for JIT code, failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutputError {
+    /// Only ELF objects get `.eh_frame` and `.gcc_except_table`.
+    UnsupportedFormat(&'static str),
+    /// A relocation with a pointer encoding objects cannot express.
+    UnsupportedPointerEncoding(DwEhPe),
+    /// A relocation against something that is not a symbol.
+    UnsupportedRelocationTarget,
+    /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
+    IndirectAddend {
+        /// The symbol.
+        symbol: String,
+        /// Its addend.
+        addend: i64,
+    },
+    /// A function has tables but is not defined in this object.
+    FunctionNotDefined(u32),
+    /// The object already has an `.eh_frame` (`ObjectBuilder::unwind_info`
+    /// was left on for a module these tables do not wrap).
+    EhFrameAlreadyWritten,
+    /// The object writer refused a relocation.
+    #[cfg(feature = "object")]
+    Object(object::write::Error),
+    /// The process has no usable registration entry point.
+    NoRegistration(&'static str),
+}
+
+impl fmt::Display for OutputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnsupportedFormat(format) => write!(
+                f,
+                "{format} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
+            ),
+            Self::UnsupportedPointerEncoding(pe) => {
+                write!(f, "pointer encoding {:#x} has no object relocation", pe.0)
+            }
+            Self::UnsupportedRelocationTarget => {
+                write!(f, "exception tables relocate only against symbols")
+            }
+            Self::IndirectAddend { symbol, addend } => write!(
+                f,
+                "indirect type entry {symbol}{addend:+} cannot carry an addend"
+            ),
+            Self::FunctionNotDefined(id) => write!(
+                f,
+                "function funcid{id} has tables but is not defined in this object"
+            ),
+            Self::EhFrameAlreadyWritten => write!(
+                f,
+                "the object already has an .eh_frame: turn off ObjectBuilder::unwind_info or \
+                 use LsdaObjectModule"
+            ),
+            #[cfg(feature = "object")]
+            Self::Object(err) => write!(f, "object writer: {err}"),
+            Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
+        }
+    }
+}
+
+/// An error raised while building, encoding, decoding or emitting
+/// exception tables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LsdaError {
+    /// The clause policy or a type table.
+    Policy(PolicyError),
+    /// The IR or the target.
+    Form(FormError),
+    /// An encoding limit.
+    Encode(EncodeError),
+    /// Malformed LSDA bytes.
+    Decode(DecodeError),
+    /// Object or JIT output.
+    Output(OutputError),
+}
+
+impl fmt::Display for LsdaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Policy(e) => e.fmt(f),
+            Self::Form(e) => e.fmt(f),
+            Self::Encode(e) => e.fmt(f),
+            Self::Decode(e) => e.fmt(f),
+            Self::Output(e) => e.fmt(f),
+        }
+    }
+}
+
+impl core::error::Error for LsdaError {}
 
 /// Shorthand for results of this crate.
 pub type LsdaResult<T> = Result<T, LsdaError>;
 
+macro_rules! fold_into_lsda_error {
+    ($($variant:ident($error:ty)),*) => {$(
+        impl From<$error> for LsdaError {
+            fn from(err: $error) -> Self {
+                Self::$variant(err)
+            }
+        }
+    )*};
+}
+
+fold_into_lsda_error!(
+    Policy(PolicyError),
+    Form(FormError),
+    Encode(EncodeError),
+    Decode(DecodeError),
+    Output(OutputError)
+);
+
 impl From<gimli::write::Error> for LsdaError {
     fn from(err: gimli::write::Error) -> Self {
-        Self::Write(err.to_string())
+        Self::Encode(EncodeError::Write(err))
+    }
+}
+
+impl From<UnsupportedTarget> for LsdaError {
+    fn from(why: UnsupportedTarget) -> Self {
+        Self::Form(FormError::UnsupportedTarget(why))
+    }
+}
+
+/// How the released `CodegenError` carries these errors: verifier
+/// failures as verifier errors, encoding limits as implementation limits,
+/// the rest as `Unsupported`. (In-tree, `CodegenError` gains a variant that
+/// carries the [`LsdaError`] itself.)
+impl From<LsdaError> for CodegenError {
+    fn from(err: LsdaError) -> Self {
+        match err {
+            LsdaError::Form(FormError::InvalidInput(errors) | FormError::InvalidOutput(errors)) => {
+                CodegenError::Verifier(errors)
+            }
+            LsdaError::Encode(EncodeError::DoesNotFit { .. }) => CodegenError::ImplLimitExceeded,
+            other => CodegenError::Unsupported(alloc::string::ToString::to_string(&other)),
+        }
+    }
+}
+
+/// As cranelift-object and cranelift-jit report their own failures: a
+/// backend error, from which the [`LsdaError`] can be downcast.
+#[cfg(any(feature = "object", feature = "jit"))]
+impl From<LsdaError> for cranelift_module::ModuleError {
+    fn from(err: LsdaError) -> Self {
+        cranelift_module::ModuleError::Backend(anyhow::Error::new(err))
     }
 }

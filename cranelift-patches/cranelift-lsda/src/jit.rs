@@ -1,31 +1,40 @@
 //! Exception tables for JIT code compiled with `cranelift-jit`, registered
 //! with the system unwinder.
 //!
-//! `cranelift-jit` registers no unwind info. [`JitExceptionTables`] collects
-//! each function's CFI and LSDA while the module is built, then
-//! [`JitExceptionTables::register`] finalizes the module, writes one
-//! `.eh_frame` with absolute addresses for the whole module, and registers
-//! it once, honouring each unwinder's contract:
+//! `cranelift-jit` registers no unwind info (upstream issue #5574).
+//! [`LsdaJitModule`] wraps a `JITModule`: it records each function's CFI and
+//! LSDA as it is defined, and [`LsdaJitModule::finalize_definitions`]
+//! writes one `.eh_frame` with absolute addresses for the functions just
+//! finalized and registers it, honouring each unwinder's contract:
 //!
 //! * libgcc: `__register_frame` takes a whole zero-terminated section;
 //! * LLVM libunwind: `__register_frame` takes one FDE per call;
 //! * nongnu libunwind: no `__register_frame`; `_U_dyn_register` takes a
 //!   search table like `.eh_frame_hdr`'s (`UNW_INFO_FORMAT_IP_OFFSET`).
 //!
-//! The result, [`JitModuleWithTables`], owns the module, so the tables can
-//! only be deregistered before (never after) the code is freed.
+//! The module owns its registrations, so tables are deregistered before
+//! (never after) the code is freed. [`JitTables`] is the same recorder for
+//! embedders that drive `JITModule` themselves.
 
 use crate::compiled::{CompiledTables, tables_for_compiled};
-use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding};
-use crate::encode::{Lsda, LsdaEncoding, LsdaRelocKind};
-use crate::error::{LsdaError, LsdaResult};
+use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, endian_of};
+use crate::encode::{Lsda, LsdaEncoding};
+use crate::error::{
+    DecodeError, EncodeError, FormError, LsdaError, LsdaResult, Malformation, OutputError,
+};
 use crate::landing_pad::PreparedFunction;
+use crate::module::{LandingPads, forward_module_declarations, prepare_function};
 use crate::policy::ClausePolicy;
-use cranelift_codegen::Context;
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use cranelift_codegen::CompiledCode;
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
-use cranelift_jit::JITModule;
-use cranelift_module::{FuncId, Module};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Module, ModuleResult};
+use gimli::RunTimeEndian;
 use gimli::write::{Address, EhFrame, EndianVec, Writer};
 
 unsafe extern "C" {
@@ -72,45 +81,43 @@ struct PendingFunction {
     lsda: Option<Lsda>,
 }
 
-/// The tables of a JIT module being built.
-pub struct JitExceptionTables {
-    personality: usize,
-    functions: Vec<PendingFunction>,
+/// Resolves type-entry symbols of JIT LSDAs to addresses.
+pub type SymbolResolver = Box<dyn Fn(&str) -> Option<*const u8> + Send + Sync>;
+
+/// The tables of JIT functions defined but not yet registered.
+pub struct JitTables {
+    personality: u64,
+    pending: Vec<PendingFunction>,
 }
 
-impl JitExceptionTables {
+impl JitTables {
     /// Tables whose functions with handlers use the personality routine at
     /// `personality` (e.g. the address of `__gxx_personality_v0`).
     pub fn new(personality: *const u8) -> Self {
         Self {
-            personality: personality as usize,
-            functions: Vec::new(),
+            personality: personality as u64,
+            pending: Vec::new(),
         }
     }
 
-    /// Record the tables of `func_id`, just compiled in `ctx` by
-    /// `JITModule::define_function` from IR that was checked or legalized
-    /// into landing-pad form. Returns the size of its LSDA, if any.
+    /// Record the tables of `func_id`, compiled to `code` from IR that was
+    /// checked or legalized into landing-pad form. Returns the size of its
+    /// LSDA, if any.
     pub fn add_function(
         &mut self,
         isa: &dyn TargetIsa,
         func_id: FuncId,
-        ctx: &Context,
+        code: &CompiledCode,
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
     ) -> LsdaResult<Option<usize>> {
-        let encoding = LsdaEncoding {
-            endian: endian_of(isa),
-            address_size: isa.pointer_bytes(),
-            ..LsdaEncoding::jit()
-        };
         let CompiledTables {
             unwind,
             lsda,
             code_len,
-        } = tables_for_compiled(ctx, isa, policy, prepared, encoding)?;
-        let size = lsda.as_ref().map(|l| l.bytes.len());
-        self.functions.push(PendingFunction {
+        } = tables_for_compiled(code, isa, policy, prepared, LsdaEncoding::jit())?;
+        let size = lsda.as_ref().map(Lsda::len);
+        self.pending.push(PendingFunction {
             func_id,
             code_len,
             unwind,
@@ -119,88 +126,165 @@ impl JitExceptionTables {
         Ok(size)
     }
 
-    /// Finalize `module`, resolve type-entry symbols with `resolve`, write
-    /// the module's `.eh_frame` and register it with the unwinder.
+    /// Register the tables of the functions added since the last call,
+    /// which `module` has finalized, resolving type-entry symbols with
+    /// `resolve`. `None` when there was nothing to register.
     pub fn register(
-        self,
-        mut module: JITModule,
-        resolve: impl Fn(&str) -> Option<*const u8>,
-    ) -> LsdaResult<JitModuleWithTables> {
-        module
-            .finalize_definitions()
-            .map_err(|e| LsdaError::Ir(format!("finalizing the JIT module: {e}")))?;
+        &mut self,
+        module: &JITModule,
+        resolve: &dyn Fn(&str) -> Option<*const u8>,
+    ) -> LsdaResult<Option<Registration>> {
+        if self.pending.is_empty() {
+            return Ok(None);
+        }
+        let pending = core::mem::take(&mut self.pending);
         let isa = module.isa();
         let endian = endian_of(isa);
-        let address_size = isa.pointer_bytes();
-
         // LSDAs first: the FDEs need their final addresses.
+        let mut except_table = EndianVec::new(endian);
         let mut lsda_offsets = Vec::new();
-        let mut lsda_bytes = Vec::new();
-        for f in &self.functions {
-            let Some(lsda) = &f.lsda else {
-                lsda_offsets.push(None);
-                continue;
-            };
-            while !lsda_bytes.len().is_multiple_of(4) {
-                lsda_bytes.push(0);
-            }
-            let base = lsda_bytes.len();
-            lsda_bytes.extend_from_slice(&lsda.bytes);
-            for reloc in &lsda.relocs {
-                let address = resolve(&reloc.symbol)
-                    .ok_or_else(|| LsdaError::UnresolvedSymbol(reloc.symbol.clone()))?;
-                if reloc.kind != LsdaRelocKind::Abs {
-                    return Err(LsdaError::Ir(format!(
-                        "JIT LSDAs need absolute type entries, got {:?}",
-                        reloc.kind
-                    )));
-                }
-                let value = (address as u64).wrapping_add_signed(reloc.addend);
-                let mut w = EndianVec::new(endian);
-                w.write_udata(value, address_size)?;
-                let at = base + reloc.offset as usize;
-                lsda_bytes[at..at + w.len()].copy_from_slice(w.slice());
-            }
-            lsda_offsets.push(Some(base));
+        for f in &pending {
+            let offset = f
+                .lsda
+                .as_ref()
+                .map(|lsda| {
+                    lsda.write(&mut except_table, |name| {
+                        resolve(name).map(|p| Address::Constant(p as u64))
+                    })
+                })
+                .transpose()?;
+            lsda_offsets.push(offset);
         }
-        let lsdas = AlignedBytes::new(&lsda_bytes);
+        let lsdas = AlignedBytes::new(except_table.slice());
 
         let mut frames = EhFrameBuilder::new(
             isa,
             EhFrameEncoding::jit(),
-            Address::Constant(self.personality as u64),
+            Address::Constant(self.personality),
         )?;
-        for (f, lsda_offset) in self.functions.iter().zip(&lsda_offsets) {
+        let mut ranges = Vec::new();
+        for (f, lsda_offset) in pending.iter().zip(&lsda_offsets) {
             let code = module.get_finalized_function(f.func_id) as u64;
             let lsda = lsda_offset.map(|o| Address::Constant(lsdas.address(o) as u64));
             frames.add_function(Address::Constant(code), &f.unwind, lsda)?;
+            ranges.push((code, code + u64::from(f.code_len)));
         }
         let mut eh_frame = EhFrame(EndianVec::new(endian));
         frames.write(&mut eh_frame)?;
         // libgcc walks the section until a zero length.
         eh_frame.0.write_u32(0)?;
         let eh_frame = AlignedBytes::new(eh_frame.0.slice());
-
-        let ranges: Vec<(u64, u64)> = self
-            .functions
-            .iter()
-            .map(|f| {
-                let start = module.get_finalized_function(f.func_id) as u64;
-                (start, start + u64::from(f.code_len))
-            })
-            .collect();
-        let registration = Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?;
-        Ok(JitModuleWithTables {
-            module: Some(module),
-            registration: Some(registration),
-        })
+        Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges).map(Some)
     }
 }
 
-fn endian_of(isa: &dyn TargetIsa) -> gimli::RunTimeEndian {
-    match isa.endianness() {
-        cranelift_codegen::ir::Endianness::Little => gimli::RunTimeEndian::Little,
-        cranelift_codegen::ir::Endianness::Big => gimli::RunTimeEndian::Big,
+/// A `JITModule` whose functions get LSDAs and a personality, registered
+/// with the process's unwinder when they are finalized.
+pub struct LsdaJitModule {
+    // Dropped first: tables are deregistered before anything else goes.
+    registrations: Vec<Registration>,
+    module: JITModule,
+    tables: JitTables,
+    policy: ClausePolicy,
+    landing_pads: LandingPads,
+    resolve: SymbolResolver,
+}
+
+const _: () = {
+    const fn assert_send<T: Send>() {}
+    assert_send::<LsdaJitModule>();
+};
+
+impl LsdaJitModule {
+    /// A module built by `builder`, whose functions with handlers use the
+    /// personality routine at `personality` under `policy`; `resolve` gives
+    /// the addresses of type-entry symbols (e.g. C++ typeinfo).
+    pub fn new(
+        builder: JITBuilder,
+        personality: *const u8,
+        policy: ClausePolicy,
+        landing_pads: LandingPads,
+        resolve: SymbolResolver,
+    ) -> Self {
+        Self {
+            registrations: Vec::new(),
+            module: JITModule::new(builder),
+            tables: JitTables::new(personality),
+            policy,
+            landing_pads,
+            resolve,
+        }
+    }
+
+    /// The clause policy, with the clause sets legalization interned.
+    pub fn policy(&self) -> &ClausePolicy {
+        &self.policy
+    }
+
+    /// The clause policy, for embedders that intern clause sets while
+    /// building IR.
+    pub fn policy_mut(&mut self) -> &mut ClausePolicy {
+        &mut self.policy
+    }
+
+    /// The wrapped module.
+    pub fn module(&self) -> &JITModule {
+        &self.module
+    }
+
+    /// Finalize the functions defined so far and register their tables.
+    pub fn finalize_definitions(&mut self) -> ModuleResult<()> {
+        self.module.finalize_definitions()?;
+        if let Some(registration) = self.tables.register(&self.module, &*self.resolve)? {
+            self.registrations.push(registration);
+        }
+        Ok(())
+    }
+
+    /// The address of a finalized function.
+    pub fn get_finalized_function(&self, func_id: FuncId) -> *const u8 {
+        self.module.get_finalized_function(func_id)
+    }
+
+    /// Deregister the tables, then free the module's code and data.
+    ///
+    /// # Safety
+    ///
+    /// As for `JITModule::free_memory`: no pointer to the module's code or
+    /// data may be used afterwards, and none of its functions may be running.
+    pub unsafe fn free_memory(self) {
+        let Self {
+            registrations,
+            module,
+            ..
+        } = self;
+        drop(registrations);
+        // SAFETY: forwarded from the caller; the tables that pointed into
+        // the code are deregistered.
+        unsafe { module.free_memory() };
+    }
+}
+
+impl Module for LsdaJitModule {
+    forward_module_declarations!(module);
+
+    fn define_function_with_control_plane(
+        &mut self,
+        func_id: FuncId,
+        ctx: &mut cranelift_codegen::Context,
+        ctrl_plane: &mut ControlPlane,
+    ) -> ModuleResult<()> {
+        let isa = self.module.isa();
+        let prepared = prepare_function(&mut ctx.func, isa, &mut self.policy, self.landing_pads)?;
+        self.module
+            .define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
+        let code = ctx
+            .compiled_code()
+            .ok_or(LsdaError::from(FormError::NotCompiled))?;
+        let isa = self.module.isa();
+        self.tables
+            .add_function(isa, func_id, code, &self.policy, &prepared)?;
+        Ok(())
     }
 }
 
@@ -223,6 +307,11 @@ impl AlignedBytes {
             storage,
             len: bytes.len(),
         }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the storage holds `len` initialized bytes.
+        unsafe { core::slice::from_raw_parts(self.storage.as_ptr().cast::<u8>(), self.len) }
     }
 
     fn address(&self, offset: usize) -> *const u8 {
@@ -274,8 +363,8 @@ enum Registered {
     },
 }
 
-/// Registered tables: deregistered on drop.
-struct Registration {
+/// Tables registered with the unwinder, deregistered on drop.
+pub struct Registration {
     // Kept alive (and unmoved) while registered.
     _eh_frame: AlignedBytes,
     _lsdas: AlignedBytes,
@@ -287,7 +376,7 @@ impl Registration {
         eh_frame: AlignedBytes,
         lsdas: AlignedBytes,
         unwinder: Unwinder,
-        endian: gimli::RunTimeEndian,
+        endian: RunTimeEndian,
         ranges: &[(u64, u64)],
     ) -> LsdaResult<Self> {
         let mut registered = match unwinder {
@@ -328,14 +417,15 @@ impl Registration {
 /// in address order.
 fn dynamic_table(
     eh_frame: &AlignedBytes,
-    endian: gimli::RunTimeEndian,
+    endian: RunTimeEndian,
     ranges: &[(u64, u64)],
 ) -> LsdaResult<Registered> {
     let (register, cancel) = (lookup(c"_U_dyn_register"), lookup(c"_U_dyn_cancel"));
     if register.is_null() || cancel.is_null() {
-        return Err(LsdaError::Ir(
-            "nongnu libunwind without _U_dyn_register/_U_dyn_cancel".into(),
-        ));
+        return Err(OutputError::NoRegistration(
+            "nongnu libunwind without _U_dyn_register/_U_dyn_cancel",
+        )
+        .into());
     }
     // SAFETY: both are `void f(unw_dyn_info_t *)` (libunwind-dynamic.h).
     let (register, cancel) = unsafe {
@@ -349,7 +439,7 @@ fn dynamic_table(
     let end_ip = ranges.iter().map(|r| r.1).max().unwrap_or(0);
     let segbase = eh_frame.address(0) as u64;
     let fit = |v: u64| {
-        i32::try_from(v).map_err(|_| LsdaError::DoesNotFit {
+        i32::try_from(v).map_err(|_| EncodeError::DoesNotFit {
             what: "offset in the libunwind search table",
             value: v,
         })
@@ -390,35 +480,36 @@ fn dynamic_table(
     })
 }
 
-/// Offsets of the FDEs (not CIEs) in a 32-bit DWARF `.eh_frame`.
-fn fde_offsets(eh_frame: &AlignedBytes, endian: gimli::RunTimeEndian) -> LsdaResult<Vec<usize>> {
-    // SAFETY: the storage holds `len` initialized bytes.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(eh_frame.storage.as_ptr().cast::<u8>(), eh_frame.len)
+/// Offsets of the FDEs (not CIEs) of an `.eh_frame` this module wrote.
+fn fde_offsets(eh_frame: &AlignedBytes, endian: RunTimeEndian) -> LsdaResult<Vec<usize>> {
+    let read_error = |error| DecodeError {
+        offset: 0,
+        what: Malformation::Read {
+            field: ".eh_frame",
+            error,
+        },
     };
-    let read = |at: usize| -> LsdaResult<u32> {
-        let field: [u8; 4] = bytes
-            .get(at..at + 4)
-            .and_then(|s| s.try_into().ok())
-            .ok_or_else(|| LsdaError::Ir("truncated .eh_frame".into()))?;
-        Ok(match endian {
-            gimli::RunTimeEndian::Little => u32::from_le_bytes(field),
-            gimli::RunTimeEndian::Big => u32::from_be_bytes(field),
-        })
-    };
+    use gimli::UnwindSection;
+    let section = gimli::EhFrame::new(eh_frame.bytes(), endian);
+    let bases = gimli::BaseAddresses::default();
+    let mut entries = section.entries(&bases);
     let mut offsets = Vec::new();
-    let mut at = 0;
-    loop {
-        let length = read(at)? as usize;
-        if length == 0 {
-            return Ok(offsets);
+    while let Some(entry) = entries.next().map_err(read_error)? {
+        if let gimli::CieOrFde::Fde(partial) = entry {
+            let fde = partial
+                .parse(|section, bases, offset| section.cie_from_offset(bases, offset))
+                .map_err(read_error)?;
+            offsets.push(fde.offset());
         }
-        if read(at + 4)? != 0 {
-            offsets.push(at);
-        }
-        at += 4 + length;
     }
+    Ok(offsets)
 }
+
+// SAFETY: the pointers are addresses of heap memory this registration
+// owns and never hands out; the unwinders' registration calls are
+// thread-safe (libgcc and both libunwinds take a lock), so registering on
+// one thread and deregistering on another is sound.
+unsafe impl Send for Registration {}
 
 impl Drop for Registration {
     fn drop(&mut self) {
@@ -437,44 +528,3 @@ impl Drop for Registration {
     }
 }
 
-/// A finalized JIT module whose exception tables are registered.
-///
-/// It owns the module: the tables are deregistered when this is dropped or
-/// freed, always before the code could be freed.
-pub struct JitModuleWithTables {
-    module: Option<JITModule>,
-    registration: Option<Registration>,
-}
-
-impl JitModuleWithTables {
-    /// The module.
-    pub fn module(&self) -> &JITModule {
-        self.module.as_ref().expect("present until freed")
-    }
-
-    /// The address of a finalized function.
-    pub fn get_finalized_function(&self, func_id: FuncId) -> *const u8 {
-        self.module().get_finalized_function(func_id)
-    }
-
-    /// Deregister the tables, then free the module's code and data.
-    ///
-    /// # Safety
-    ///
-    /// As for `JITModule::free_memory`: no pointer to the module's code or
-    /// data may be used afterwards, and none of its functions may be running.
-    pub unsafe fn free_memory(mut self) {
-        self.registration.take();
-        if let Some(module) = self.module.take() {
-            // SAFETY: forwarded from the caller.
-            unsafe { module.free_memory() };
-        }
-    }
-}
-
-impl Drop for JitModuleWithTables {
-    fn drop(&mut self) {
-        // Deregister first; the module's memory is not freed by dropping it.
-        self.registration.take();
-    }
-}

@@ -12,21 +12,26 @@
 //! the encoder takes a [`PreparedFunction`], obtainable only from this
 //! check or from the legalization pass.
 
-use crate::error::{LsdaError, LsdaResult};
-use crate::policy::{ClauseList, ClausePolicy, TypeTable};
-use cranelift_codegen::ir::{Block, BlockArg, ExceptionTableItem, Function, Inst, InstructionData};
+use crate::error::{FormError, LsdaResult, NotLandingPad, UnsupportedTarget};
+use crate::policy::{Clause, ClauseList, ClausePolicy, TypeTable};
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use cranelift_codegen::ir::{
+    Block, BlockArg, BlockCall, ExceptionTableItem, ExceptionTag, Function, Inst,
+};
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use target_lexicon::{Architecture, OperatingSystem};
 
 /// Whether one `try_call` is in landing-pad form.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TryCallForm {
     /// The call has no catch items: for the LSDA it is a plain call.
     NoHandlers,
     /// Every catch item goes to `pad(exn0, exn1)`.
     LandingPad(Block),
     /// Not in landing-pad form, and why.
-    NotLandingPad(String),
+    NotLandingPad(NotLandingPad),
 }
 
 /// The landing-pad check of one `try_call` or `try_call_indirect`.
@@ -38,15 +43,19 @@ pub struct TryCallReport {
     pub text: String,
     /// Its form.
     pub form: TryCallForm,
+    /// Its clauses under the policy, in match order, each with the
+    /// selector its pad receives (empty without handlers).
+    pub selectors: Vec<(Clause, i64)>,
 }
 
 /// A function checked (or legalized) into landing-pad form, with the type
 /// table its selectors were computed from. The encoder needs it to trust
-/// that a call site's handlers share one pad.
+/// that a call site's handlers share one pad; [`check_landing_pad_form`] is
+/// the only way to make one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreparedFunction {
-    pub(crate) types: TypeTable,
-    pub(crate) reports: Vec<TryCallReport>,
+    types: TypeTable,
+    reports: Vec<TryCallReport>,
 }
 
 impl PreparedFunction {
@@ -57,9 +66,17 @@ impl PreparedFunction {
         &self.types
     }
 
-    /// The per-`try_call` report.
+    /// The per-`try_call` report, in layout order.
     pub fn reports(&self) -> &[TryCallReport] {
         &self.reports
+    }
+
+    /// How many `try_call`s have a landing pad.
+    pub fn landing_pads(&self) -> usize {
+        self.reports
+            .iter()
+            .filter(|r| matches!(r.form, TryCallForm::LandingPad(_)))
+            .count()
     }
 }
 
@@ -67,28 +84,20 @@ impl PreparedFunction {
 /// Itanium EH data registers, System V-style unwinding, unwind info on
 /// (the unwinder restores callee-saved registers from CFI on the
 /// exceptional edge).
-pub fn check_isa(isa: &dyn TargetIsa) -> LsdaResult<()> {
+pub fn check_isa(isa: &dyn TargetIsa) -> Result<(), UnsupportedTarget> {
     let triple = isa.triple();
     match triple.architecture {
-        Architecture::X86_64 | Architecture::Aarch64(_) | Architecture::Riscv64(_) => {}
-        Architecture::S390x => {}
-        other => {
-            return Err(LsdaError::UnsupportedIsa(format!(
-                "{other} has no Itanium EH data registers for try_call payloads"
-            )));
-        }
+        Architecture::X86_64
+        | Architecture::Aarch64(_)
+        | Architecture::Riscv64(_)
+        | Architecture::S390x => {}
+        other => return Err(UnsupportedTarget::Architecture(other)),
     }
     if triple.operating_system == OperatingSystem::Windows {
-        return Err(LsdaError::UnsupportedIsa(
-            "Windows targets unwind with SEH, not DWARF CFI".to_string(),
-        ));
+        return Err(UnsupportedTarget::Windows);
     }
     if !isa.flags().unwind_info() {
-        return Err(LsdaError::UnsupportedIsa(
-            "unwind_info is disabled (set unwind_info=true); the unwinder needs CFI to restore \
-             callee-saved registers"
-                .to_string(),
-        ));
+        return Err(UnsupportedTarget::UnwindInfoOff);
     }
     Ok(())
 }
@@ -103,8 +112,45 @@ pub fn call_conv_has_landing_pads(isa: &dyn TargetIsa, cc: CallConv) -> bool {
     }
 }
 
-/// Report the form of every `try_call` of `func`, in layout order. Fails
-/// only on an unsupported ISA or callee calling convention.
+/// The block arguments of a landing pad: the exception pointer and the
+/// selector, in the first two EH data registers.
+pub const LANDING_PAD_ARGS: [BlockArg; 2] = [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
+
+/// The catch items of the `try_call` `inst` (context items skipped): each
+/// item's tag (`None` for `default`) and destination.
+pub fn catch_items(
+    func: &Function,
+    inst: Inst,
+) -> impl Iterator<Item = (Option<ExceptionTag>, BlockCall)> + '_ {
+    let table = func.dfg.insts[inst]
+        .exception_table()
+        .map(|et| &func.dfg.exception_tables[et]);
+    table.into_iter().flat_map(|t| t.items()).filter_map(|item| match item {
+        ExceptionTableItem::Tag(tag, call) => Some((Some(tag), call)),
+        ExceptionTableItem::Default(call) => Some((None, call)),
+        ExceptionTableItem::Context(_) => None,
+    })
+}
+
+/// The normalized clause list of the `try_call` `inst` under `policy`, or
+/// `None` when it has no catch items.
+pub fn try_call_clauses(
+    func: &Function,
+    inst: Inst,
+    policy: &ClausePolicy,
+) -> LsdaResult<Option<ClauseList>> {
+    let mut clauses = Vec::new();
+    for (tag, _) in catch_items(func, inst) {
+        clauses.extend_from_slice(policy.item_clauses(tag)?);
+    }
+    if clauses.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(ClauseList::new(clauses)?))
+}
+
+/// Report the form of every `try_call` of `func`, in layout order, without
+/// selectors. Fails only on an unsupported ISA or callee convention.
 pub fn analyze_landing_pads(
     func: &Function,
     isa: &dyn TargetIsa,
@@ -119,51 +165,42 @@ pub fn analyze_landing_pads(
             continue;
         };
         let text = func.dfg.display_inst(inst).to_string();
-        let table = &func.dfg.exception_tables[et];
-        let cc = func.dfg.signatures[table.signature()].call_conv;
-        let has_catch = table
-            .items()
-            .any(|i| !matches!(i, ExceptionTableItem::Context(_)));
-        if has_catch && !call_conv_has_landing_pads(isa, cc) {
-            return Err(LsdaError::UnsupportedCallConv {
-                inst: text,
-                call_conv: cc.to_string(),
-            });
+        let call_conv = func.dfg.signatures[func.dfg.exception_tables[et].signature()].call_conv;
+        let has_catch = catch_items(func, inst).next().is_some();
+        if has_catch && !call_conv_has_landing_pads(isa, call_conv) {
+            return Err(FormError::UnsupportedCallConv { inst: text, call_conv }.into());
         }
         let form = form_of(func, inst);
-        reports.push(TryCallReport { inst, text, form });
+        reports.push(TryCallReport {
+            inst,
+            text,
+            form,
+            selectors: Vec::new(),
+        });
     }
     Ok(reports)
 }
 
 fn form_of(func: &Function, inst: Inst) -> TryCallForm {
-    let et = match func.dfg.insts[inst] {
-        InstructionData::TryCall { exception, .. }
-        | InstructionData::TryCallIndirect { exception, .. } => exception,
-        _ => unreachable!("form_of is only called on try_calls"),
-    };
     let pool = &func.dfg.value_lists;
     let mut pad = None;
-    for item in func.dfg.exception_tables[et].items() {
-        let call = match item {
-            ExceptionTableItem::Tag(_, call) | ExceptionTableItem::Default(call) => call,
-            ExceptionTableItem::Context(_) => continue,
-        };
+    for (_, call) in catch_items(func, inst) {
         let block = call.block(pool);
         let args: Vec<BlockArg> = call.args(pool).collect();
-        if args != [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)] {
+        if args != LANDING_PAD_ARGS {
             let shown: Vec<String> = args.iter().map(ToString::to_string).collect();
-            return TryCallForm::NotLandingPad(format!(
-                "{block} receives ({}) instead of (exn0, exn1)",
-                shown.join(", ")
-            ));
+            return TryCallForm::NotLandingPad(NotLandingPad::Arguments {
+                block: block.to_string(),
+                args: shown.join(", "),
+            });
         }
         match pad {
             None => pad = Some(block),
             Some(p) if p != block => {
-                return TryCallForm::NotLandingPad(format!(
-                    "catch items go to both {p} and {block}"
-                ));
+                return TryCallForm::NotLandingPad(NotLandingPad::TwoPads {
+                    first: p.to_string(),
+                    second: block.to_string(),
+                });
             }
             Some(_) => {}
         }
@@ -171,49 +208,43 @@ fn form_of(func: &Function, inst: Inst) -> TryCallForm {
     pad.map_or(TryCallForm::NoHandlers, TryCallForm::LandingPad)
 }
 
-/// The clause list of a `try_call`'s catch items under `policy`.
-pub(crate) fn clause_list_of(
-    func: &Function,
-    inst: Inst,
-    policy: &ClausePolicy,
-) -> LsdaResult<Option<ClauseList>> {
-    let Some(et) = func.dfg.insts[inst].exception_table() else {
-        return Ok(None);
-    };
-    let mut clauses = Vec::new();
-    for item in func.dfg.exception_tables[et].items() {
-        match item {
-            ExceptionTableItem::Tag(tag, _) => {
-                clauses.extend(policy.clauses(tag)?.clauses().iter().cloned());
-            }
-            ExceptionTableItem::Default(_) => clauses.push(policy.default_clause()),
-            ExceptionTableItem::Context(_) => {}
+/// The function's type table: every type entry of its `try_call`s'
+/// clauses, in layout order, so that selectors are known before code is
+/// generated.
+pub fn type_table_of(func: &Function, policy: &ClausePolicy) -> LsdaResult<TypeTable> {
+    let mut types = TypeTable::new();
+    for block in func.layout.blocks() {
+        let Some(inst) = func.layout.last_inst(block) else {
+            continue;
+        };
+        if let Some(list) = try_call_clauses(func, inst, policy)? {
+            types.add_clauses(&list)?;
         }
     }
-    if clauses.is_empty() {
-        return Ok(None);
-    }
-    ClauseList::new(clauses).map(Some)
+    Ok(types)
 }
 
 /// Check that every `try_call` of `func` is in landing-pad form and that
-/// `policy` knows all its tags; build the function's type table.
+/// `policy` knows all its tags; build the function's type table and each
+/// call's selectors.
 pub fn check_landing_pad_form(
     func: &Function,
     isa: &dyn TargetIsa,
     policy: &ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
-    let reports = analyze_landing_pads(func, isa)?;
-    let mut types = TypeTable::new();
-    for report in &reports {
+    let mut reports = analyze_landing_pads(func, isa)?;
+    let types = type_table_of(func, policy)?;
+    for report in &mut reports {
         if let TryCallForm::NotLandingPad(reason) = &report.form {
-            return Err(LsdaError::NotLandingPadForm {
+            return Err(FormError::NotLandingPadForm {
                 inst: report.text.clone(),
                 reason: reason.clone(),
-            });
+            }
+            .into());
         }
-        if let Some(list) = clause_list_of(func, report.inst, policy)? {
-            types.add_clauses(&list)?;
+        if let Some(list) = try_call_clauses(func, report.inst, policy)? {
+            let selectors = policy.selectors(&types, list.clauses())?;
+            report.selectors = list.clauses().iter().cloned().zip(selectors).collect();
         }
     }
     Ok(PreparedFunction { types, reports })

@@ -9,24 +9,34 @@
 //! original arguments. One item means one edge trampoline per call site,
 //! however many clauses are active; `context` items are dropped, since an
 //! LSDA has no use for them.
+//!
+//! The pass uses only the public API of the LSDA module (its result is
+//! proven by [`check_landing_pad_form`]), so it can live in another crate.
 
-use crate::error::{LsdaError, LsdaResult};
-use crate::landing_pad::{PreparedFunction, TryCallForm, analyze_landing_pads, clause_list_of};
+use crate::error::{FormError, LsdaResult};
+use crate::landing_pad::{
+    LANDING_PAD_ARGS, PreparedFunction, TryCallForm, analyze_landing_pads, catch_items,
+    check_landing_pad_form, type_table_of,
+};
 use crate::policy::{Clause, ClausePolicy, TypeTable, normalize_clauses};
-use cranelift_codegen::ir::ExceptionTag;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use cranelift_codegen::ir::{
-    Block, BlockArg, BlockCall, ExceptionTableData, ExceptionTableItem, Function, InstBuilder,
+    Block, BlockArg, BlockCall, ExceptionTableData, ExceptionTableItem, ExceptionTag, Function,
+    Inst, InstBuilder,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
-use std::collections::{BTreeMap, HashMap};
 
 /// A catch destination: a block and the arguments the item passed to it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Destination {
     block: Block,
     args: Vec<BlockArg>,
 }
+
+/// Each selector the personality can deliver, with where it must go.
+type Dispatch = BTreeMap<i64, Destination>;
 
 /// Rewrite every `try_call` of `func` into single-item landing-pad form.
 ///
@@ -38,111 +48,104 @@ pub fn legalize_landing_pads(
     isa: &dyn TargetIsa,
     policy: &mut ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
-    cranelift_codegen::verify_function(func, isa).map_err(|errors| {
-        LsdaError::Ir(format!("the input function fails verification: {errors}"))
-    })?;
-    let reports = analyze_landing_pads(func, isa)?;
+    cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidInput)?;
+    // The type table is fixed before any pad is built, so each pad's
+    // selectors are final.
+    let types = type_table_of(func, policy)?;
+    let calls: Vec<(Inst, alloc::string::String)> = analyze_landing_pads(func, isa)?
+        .into_iter()
+        .filter(|r| r.form != TryCallForm::NoHandlers)
+        .map(|r| (r.inst, r.text))
+        .collect();
 
-    // First fix the type table from every call's clauses, so that each
-    // pad's selectors are final before any pad is built.
-    let mut types = TypeTable::new();
-    let mut work = Vec::new();
-    for report in &reports {
-        if report.form == TryCallForm::NoHandlers {
-            continue;
-        }
-        let Some(list) = clause_list_of(func, report.inst, policy)? else {
-            continue;
-        };
-        types.add_clauses(&list)?;
-        work.push((report.inst, report.text.clone()));
-    }
-
-    let ptr = isa.pointer_type();
     let mut builder_ctx = FunctionBuilderContext::new();
     // Calls with the same clause set and destinations share one pad. Its
     // SSA arguments dominate it: they dominate every call that uses it.
-    let mut pads: HashMap<(ExceptionTag, Vec<(i64, Destination)>), Block> = HashMap::new();
-    for (inst, text) in work {
-        let et = func.dfg.insts[inst]
-            .exception_table()
-            .ok_or_else(|| LsdaError::Ir(format!("`{text}` lost its exception table")))?;
-        let table = &func.dfg.exception_tables[et];
-        let sig = table.signature();
-        let normal_return = *table.normal_return();
-        let pool = &func.dfg.value_lists;
-        let mut clauses = Vec::new();
-        for item in table.items() {
-            let (listed, call): (Vec<Clause>, BlockCall) = match item {
-                ExceptionTableItem::Tag(tag, call) => {
-                    (policy.clauses(tag)?.clauses().to_vec(), call)
-                }
-                ExceptionTableItem::Default(call) => (vec![policy.default_clause()], call),
-                ExceptionTableItem::Context(_) => continue,
-            };
-            let dest = Destination {
-                block: call.block(pool),
-                args: call.args(pool).collect(),
-            };
-            clauses.extend(listed.into_iter().map(|c| (c, dest.clone())));
-        }
-        let clauses = normalize_clauses(clauses);
-
-        // Group destinations by the selector the personality delivers.
-        let mut by_selector: BTreeMap<i64, Destination> = BTreeMap::new();
-        let listed: Vec<Clause> = clauses.iter().map(|(c, _)| c.clone()).collect();
-        let selectors = policy.selectors(&types, &listed)?;
-        for ((_, dest), &selector) in clauses.iter().zip(&selectors) {
-            match by_selector.get(&selector) {
-                Some(existing) if *existing != *dest => {
-                    return Err(LsdaError::AmbiguousSelector {
-                        inst: text,
-                        selector,
-                    });
-                }
-                Some(_) => {}
-                None => {
-                    by_selector.insert(selector, dest.clone());
-                }
-            }
-        }
-
+    let mut pads: BTreeMap<(ExceptionTag, Dispatch), Block> = BTreeMap::new();
+    for (inst, text) in calls {
+        let (listed, dispatch) = dispatch_of(func, inst, &text, policy, &types)?;
         let set_tag = policy.intern_clause_set(listed)?;
-        let exn_args = [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
-        let single = by_selector.values().next().cloned();
-        let pad = match single {
-            // Already a pad: keep it, only collapse the items into one.
-            Some(dest) if by_selector.values().all(|d| *d == dest) && dest.args == exn_args => {
-                dest.block
-            }
-            _ => {
-                let key = (set_tag, by_selector.clone().into_iter().collect());
-                match pads.get(&key) {
-                    Some(&pad) => pad,
-                    None => {
-                        let pad = build_pad(func, &mut builder_ctx, isa, ptr, &by_selector)?;
-                        pads.insert(key, pad);
-                        pad
-                    }
+        let pad = match single_pad(&dispatch) {
+            Some(pad) => pad,
+            None => match pads.get(&(set_tag, dispatch.clone())) {
+                Some(&pad) => pad,
+                None => {
+                    let pad = build_pad(func, &mut builder_ctx, isa, &dispatch)?;
+                    pads.insert((set_tag, dispatch), pad);
+                    pad
                 }
-            }
+            },
         };
-
-        let pad_call = BlockCall::new(pad, exn_args, &mut func.dfg.value_lists);
-        func.dfg.exception_tables[et] = ExceptionTableData::new(
-            sig,
-            normal_return,
-            [ExceptionTableItem::Tag(set_tag, pad_call)],
-        );
+        replace_items(func, inst, set_tag, pad);
     }
 
-    cranelift_codegen::verify_function(func, isa).map_err(|errors| {
-        LsdaError::Ir(format!(
-            "the legalized function fails verification: {errors}"
-        ))
-    })?;
-    let reports = analyze_landing_pads(func, isa)?;
-    Ok(PreparedFunction { types, reports })
+    cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidOutput)?;
+    let prepared = check_landing_pad_form(func, isa, policy)?;
+    debug_assert_eq!(prepared.types(), &types, "legalization kept the type table");
+    Ok(prepared)
+}
+
+/// The normalized clauses of `inst` and, per selector, their destination.
+fn dispatch_of(
+    func: &Function,
+    inst: Inst,
+    text: &str,
+    policy: &ClausePolicy,
+    types: &TypeTable,
+) -> LsdaResult<(Vec<Clause>, Dispatch)> {
+    let pool = &func.dfg.value_lists;
+    let mut clauses = Vec::new();
+    for (tag, call) in catch_items(func, inst) {
+        let dest = Destination {
+            block: call.block(pool),
+            args: call.args(pool).collect(),
+        };
+        let listed = policy.item_clauses(tag)?;
+        clauses.extend(listed.iter().map(|c| (c.clone(), dest.clone())));
+    }
+    let clauses = normalize_clauses(clauses);
+    let listed: Vec<Clause> = clauses.iter().map(|(c, _)| c.clone()).collect();
+    let selectors = policy.selectors(types, &listed)?;
+    let mut dispatch = Dispatch::new();
+    for ((_, dest), selector) in clauses.into_iter().zip(selectors) {
+        match dispatch.get(&selector) {
+            Some(existing) if *existing != dest => {
+                return Err(FormError::AmbiguousSelector {
+                    inst: text.into(),
+                    selector,
+                }
+                .into());
+            }
+            Some(_) => {}
+            None => {
+                dispatch.insert(selector, dest);
+            }
+        }
+    }
+    Ok((listed, dispatch))
+}
+
+/// The destination itself when every selector goes to one block that
+/// already takes `(exn0, exn1)`: it is a pad, only the items collapse.
+fn single_pad(dispatch: &Dispatch) -> Option<Block> {
+    let first = dispatch.values().next()?;
+    let all_same = dispatch.values().all(|d| d == first);
+    (all_same && first.args == LANDING_PAD_ARGS).then_some(first.block)
+}
+
+/// Replace the catch items of `inst` with the single item `set_tag: pad`.
+fn replace_items(func: &mut Function, inst: Inst, set_tag: ExceptionTag, pad: Block) {
+    let Some(et) = func.dfg.insts[inst].exception_table() else {
+        return;
+    };
+    let table = &func.dfg.exception_tables[et];
+    let (sig, normal_return) = (table.signature(), *table.normal_return());
+    let pad_call = BlockCall::new(pad, LANDING_PAD_ARGS, &mut func.dfg.value_lists);
+    func.dfg.exception_tables[et] = ExceptionTableData::new(
+        sig,
+        normal_return,
+        [ExceptionTableItem::Tag(set_tag, pad_call)],
+    );
 }
 
 /// Build `pad(exn0, exn1)`: dispatch on the selector `exn1` to each
@@ -151,9 +154,9 @@ fn build_pad(
     func: &mut Function,
     builder_ctx: &mut FunctionBuilderContext,
     isa: &dyn TargetIsa,
-    ptr: cranelift_codegen::ir::Type,
-    by_selector: &BTreeMap<i64, Destination>,
+    dispatch: &Dispatch,
 ) -> LsdaResult<Block> {
+    let ptr = isa.pointer_type();
     let mut b = FunctionBuilder::new(func, builder_ctx);
     let pad = b.create_block();
     let exn0 = b.append_block_param(pad, ptr);
@@ -166,9 +169,7 @@ fn build_pad(
                 BlockArg::Value(v) => Ok(BlockArg::Value(*v)),
                 BlockArg::TryCallExn(0) => Ok(BlockArg::Value(exn0)),
                 BlockArg::TryCallExn(1) => Ok(BlockArg::Value(exn1)),
-                other => Err(LsdaError::Ir(format!(
-                    "catch destination argument `{other}` has no landing-pad equivalent"
-                ))),
+                other => Err(FormError::UnmappableArgument(alloc::format!("{other}")).into()),
             })
             .collect()
     };
@@ -176,37 +177,39 @@ fn build_pad(
     // Distinct destinations, in selector order; the last one is the
     // switch's fallback, since the personality delivers no other selector.
     let mut distinct: Vec<&Destination> = Vec::new();
-    for dest in by_selector.values() {
+    for dest in dispatch.values() {
         if !distinct.contains(&dest) {
             distinct.push(dest);
         }
     }
-    if let [only] = distinct[..] {
-        let args = map_args(&only.args)?;
-        b.ins().jump(only.block, &args);
-    } else {
-        let mut edges: Vec<Block> = Vec::new();
-        for dest in &distinct {
-            let args = map_args(&dest.args)?;
-            let edge = b.create_block();
-            b.switch_to_block(edge);
-            b.ins().jump(dest.block, &args);
-            edges.push(edge);
+    match distinct[..] {
+        [] => {}
+        [only] => {
+            let args = map_args(&only.args)?;
+            b.ins().jump(only.block, &args);
         }
-        b.switch_to_block(pad);
-        let mut switch = Switch::new();
-        let fallback = *edges.last().expect("two or more destinations");
-        for (selector, dest) in by_selector {
-            let edge = edges[distinct.iter().position(|d| *d == dest).unwrap_or(0)];
-            if edge != fallback {
-                // Selectors are non-negative under every convention.
-                let key = u128::try_from(*selector).map_err(|_| {
-                    LsdaError::Ir(format!("negative selector {selector} cannot be dispatched"))
-                })?;
-                switch.set_entry(key, edge);
+        [.., _] => {
+            let mut edges: Vec<Block> = Vec::new();
+            for dest in &distinct {
+                let args = map_args(&dest.args)?;
+                let edge = b.create_block();
+                b.switch_to_block(edge);
+                b.ins().jump(dest.block, &args);
+                edges.push(edge);
             }
+            b.switch_to_block(pad);
+            let mut switch = Switch::new();
+            let fallback = edges[edges.len() - 1];
+            for (selector, dest) in dispatch {
+                let edge = edges[distinct.iter().position(|d| *d == dest).unwrap_or(0)];
+                if edge != fallback {
+                    let key = u128::try_from(*selector)
+                        .map_err(|_| FormError::NegativeSelector(*selector))?;
+                    switch.set_entry(key, edge);
+                }
+            }
+            switch.emit(&mut b, exn1, fallback);
         }
-        switch.emit(&mut b, exn1, fallback);
     }
     // Sealing last: the switch adds predecessors to the edge blocks.
     b.seal_all_blocks();

@@ -13,49 +13,69 @@
 //! 2. [`legalize_landing_pads`] (or [`check_landing_pad_form`]) puts the IR
 //!    into landing-pad form, one clause-set item per call, and fixes the
 //!    function's [`TypeTable`] so selectors are known before encoding.
-//! 3. [`lsda_for_compiled`] turns the compiled call sites into an [`Lsda`]:
-//!    bytes plus relocations, in the encodings of [`LsdaEncoding`].
+//! 3. [`tables_for_compiled`] turns the compiled call sites into an
+//!    [`Lsda`], laid out in the encodings of [`LsdaEncoding`], which
+//!    [`Lsda::write`] appends to a `.gcc_except_table` through gimli's
+//!    `Writer` (type entries via `write_eh_pointer`, so a relocating writer
+//!    such as [`RelocatedSection`] records their relocations).
 //! 4. [`decode_lsda`], written independently of the encoder, turns LSDA
 //!    bytes back into a typed, printable table.
+//! 5. [`LsdaObjectModule`] and [`LsdaJitModule`] do all of it inside
+//!    `define_function`, as cranelift-object and cranelift-jit would with
+//!    the setting on, and write or register `.eh_frame` with a personality.
+//!
+//! The codegen part (everything but the object and JIT glue) is `no_std`
+//! with `alloc`, as cranelift-codegen is.
 
+#![no_std]
 #![deny(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
 
 mod compiled;
 mod decode;
 mod eh_frame;
 mod encode;
 mod error;
-#[cfg(feature = "jit")]
+#[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
 mod landing_pad;
 #[cfg(feature = "legalize")]
 mod legalize;
+mod module;
 #[cfg(feature = "object")]
 mod object;
 mod policy;
 
-pub use compiled::{
-    CompiledTables, call_sites_from_compiled, lsda_for_compiled, tables_for_compiled,
-};
+pub use compiled::{CompiledTables, call_sites_from_compiled, tables_for_compiled};
 pub use decode::{
     DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_lsda, encoding_name,
 };
-pub use eh_frame::{EhFrameBuilder, EhFrameEncoding, unwind_info_of};
-pub use encode::{
-    ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, LandingPad, Lsda,
-    LsdaEncoding, LsdaReloc, LsdaRelocKind, TypeEncoding, encode_lsda,
+pub use eh_frame::{
+    EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of, unwind_info_of,
 };
-pub use error::{LsdaError, LsdaResult};
-#[cfg(feature = "jit")]
-pub use jit::{JitExceptionTables, JitModuleWithTables, Unwinder, detect_unwinder};
+pub use encode::{
+    ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, LandingPad,
+    LengthWriter, Lsda, LsdaEncoding, TypeEncoding,
+};
+pub use error::{
+    DecodeError, EncodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad,
+    OutputError, PolicyError, UnsupportedTarget,
+};
+#[cfg(all(feature = "jit", target_os = "linux"))]
+pub use jit::{JitTables, LsdaJitModule, Registration, SymbolResolver, Unwinder, detect_unwinder};
 pub use landing_pad::{
-    PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads, call_conv_has_landing_pads,
-    check_isa, check_landing_pad_form,
+    LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
+    call_conv_has_landing_pads, catch_items, check_isa, check_landing_pad_form, try_call_clauses,
+    type_table_of,
 };
 #[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;
+pub use module::{LandingPads, prepare_function};
 #[cfg(feature = "object")]
-pub use object::ObjectExceptionTables;
+pub use object::{LsdaObjectModule, ObjectTables};
 pub use policy::{
     CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
     TypeEntry, TypeTable, normalize_clauses,

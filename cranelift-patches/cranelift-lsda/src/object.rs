@@ -1,10 +1,11 @@
-//! Exception tables for relocatable objects written with `cranelift-object`.
+//! Exception tables for relocatable objects written with `cranelift-object`,
+//! shaped as an extension of its `.eh_frame` emission (`unwind.rs`): tables
+//! are recorded as each function is defined and written at `finish`.
 //!
-//! `ObjectBuilder::unwind_info` writes a plain `.eh_frame` with no
-//! personality and no LSDA. [`ObjectExceptionTables`] replaces it: turn that
-//! option off, call [`ObjectExceptionTables::add_function`] after each
-//! `ObjectModule::define_function`, and [`ObjectExceptionTables::finish`] on
-//! the `ObjectProduct`. It writes
+//! [`LsdaObjectModule`] wraps an `ObjectModule` and does both; it takes
+//! over `.eh_frame` (`ObjectBuilder::unwind_info` need not be turned off
+//! by the user). [`ObjectTables`] is the same recorder for embedders that
+//! drive `ObjectModule` themselves. They write
 //!
 //! * `.gcc_except_table`: each function's LSDA, 4-aligned, type entries
 //!   `indirect|pcrel|sdata4` through `DW.ref.<type>` slots by default, so
@@ -16,20 +17,33 @@
 //!   and LSDA pointers `pcrel|sdata4` against section symbols, so the
 //!   system linker accepts the object in executables and shared libraries
 //!   and builds `.eh_frame_hdr` from it.
+//!
+//! Both sections are written through gimli's `write_eh_pointer` into a
+//! [`RelocatedSection`], and every relocation gimli records becomes an
+//! object relocation in one place, [`ObjectTables::relocate`]: an
+//! indirect encoding refers to the symbol's `DW.ref` slot, an unknown
+//! encoding is an error.
 
 use crate::compiled::{CompiledTables, tables_for_compiled};
-use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding};
-use crate::encode::{LsdaEncoding, LsdaReloc, LsdaRelocKind, TypeEncoding};
-use crate::error::{LsdaError, LsdaResult};
+use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of};
+use crate::encode::{LsdaEncoding, TypeEncoding};
+use crate::error::{FormError, LsdaError, LsdaResult, OutputError};
 use crate::landing_pad::PreparedFunction;
+use crate::module::{LandingPads, forward_module_declarations, prepare_function};
 use crate::policy::ClausePolicy;
-use cranelift_codegen::Context;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use cranelift_codegen::CompiledCode;
+use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::TargetIsa;
-use cranelift_module::FuncId;
-use cranelift_object::ObjectProduct;
-use gimli::write::{Address, EhFrame, EndianVec, RelocateWriter, Relocation, RelocationTarget};
+use cranelift_module::{FuncId, Module, ModuleResult};
+use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
+use gimli::constants;
+use gimli::write::{EhFrame, Relocation, RelocationTarget};
 use object::write::{
-    Comdat, Object, Relocation as ObjectRelocation, StandardSection, Symbol, SymbolId,
+    Comdat, Object, Relocation as ObjectRelocation, SectionId, StandardSection, Symbol, SymbolId,
     SymbolSection,
 };
 use object::{
@@ -37,54 +51,41 @@ use object::{
     SymbolKind, SymbolScope,
 };
 
-/// What a gimli symbol index stands for until the object is finished.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SymbolRef {
+/// What a gimli symbol index of the tables stands for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum TableSymbol {
+    /// A function defined in the object.
     Function(FuncId),
+    /// The start of `.gcc_except_table`.
     ExceptTable,
-    PersonalitySlot,
+    /// A symbol by name: the personality or a type entry.
+    Named(String),
 }
 
 /// The `.eh_frame` and `.gcc_except_table` of one object being built.
-pub struct ObjectExceptionTables {
+pub struct ObjectTables {
     frames: EhFrameBuilder,
+    except_table: RelocatedSection,
+    symbols: SymbolIndex<TableSymbol>,
     lsda_encoding: LsdaEncoding,
-    except_table: Vec<u8>,
-    except_relocs: Vec<LsdaReloc>,
-    symbols: Vec<SymbolRef>,
-    personality: String,
-    address_size: u8,
     functions: usize,
 }
 
-impl ObjectExceptionTables {
+impl ObjectTables {
     /// Tables for an object targeting `isa`, whose functions with handlers
     /// use the personality routine named `personality` (e.g.
     /// `__gxx_personality_v0`).
-    pub fn new(isa: &dyn TargetIsa, personality: impl Into<String>) -> LsdaResult<Self> {
-        let endian = match isa.endianness() {
-            cranelift_codegen::ir::Endianness::Little => gimli::RunTimeEndian::Little,
-            cranelift_codegen::ir::Endianness::Big => gimli::RunTimeEndian::Big,
-        };
-        let address_size = isa.pointer_bytes();
-        let symbols = vec![SymbolRef::PersonalitySlot];
-        let personality_address = Address::Symbol {
-            symbol: 0,
-            addend: 0,
-        };
+    pub fn new(isa: &dyn TargetIsa, personality: &str) -> LsdaResult<Self> {
+        let mut symbols = SymbolIndex::default();
+        let personality = symbols.address(TableSymbol::Named(personality.into()));
         Ok(Self {
-            frames: EhFrameBuilder::new(isa, EhFrameEncoding::object(), personality_address)?,
+            frames: EhFrameBuilder::new(isa, EhFrameEncoding::object(), personality)?,
+            except_table: RelocatedSection::new(endian_of(isa)),
+            symbols,
             lsda_encoding: LsdaEncoding {
                 types: TypeEncoding::IndirectPcRelSdata4,
-                endian,
-                address_size,
                 ..LsdaEncoding::object()
             },
-            except_table: Vec::new(),
-            except_relocs: Vec::new(),
-            symbols,
-            personality: personality.into(),
-            address_size,
             functions: 0,
         })
     }
@@ -94,71 +95,42 @@ impl ObjectExceptionTables {
     /// shared libraries) into the read-only `.gcc_except_table`.
     pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> LsdaResult<Self> {
         if encoding.types == TypeEncoding::Absptr {
-            return Err(LsdaError::UnsupportedIsa(
-                "objects need PC-relative type entries (pcrel or indirect|pcrel), not absptr"
-                    .into(),
-            ));
+            return Err(OutputError::UnsupportedPointerEncoding(encoding.types.dw_eh_pe()).into());
         }
-        self.lsda_encoding = LsdaEncoding {
-            endian: self.lsda_encoding.endian,
-            address_size: self.address_size,
-            ..encoding
-        };
+        self.lsda_encoding = encoding;
         Ok(self)
     }
 
-    /// Record the tables of `func_id`, just compiled in `ctx` by
-    /// `ObjectModule::define_function` from IR that was checked or legalized
-    /// into landing-pad form (`prepared`). Returns the size of its LSDA, if
-    /// it has one.
+    /// Record the tables of `func_id`, compiled to `code` from IR that was
+    /// checked or legalized into landing-pad form (`prepared`). Returns the
+    /// size of its LSDA, if it has one.
     pub fn add_function(
         &mut self,
         isa: &dyn TargetIsa,
         func_id: FuncId,
-        ctx: &Context,
+        code: &CompiledCode,
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
     ) -> LsdaResult<Option<usize>> {
         let CompiledTables { unwind, lsda, .. } =
-            tables_for_compiled(ctx, isa, policy, prepared, self.lsda_encoding)?;
-        let (lsda_address, size) = match lsda {
-            None => (None, None),
+            tables_for_compiled(code, isa, policy, prepared, self.lsda_encoding)?;
+        let lsda_address = match &lsda {
+            None => None,
             Some(lsda) => {
-                while !self.except_table.len().is_multiple_of(4) {
-                    self.except_table.push(0);
-                }
-                let base = self.except_table.len();
-                self.except_table.extend_from_slice(&lsda.bytes);
-                for reloc in lsda.relocs {
-                    self.except_relocs.push(LsdaReloc {
-                        offset: reloc.offset + base as u32,
-                        ..reloc
-                    });
-                }
-                let address = Address::Symbol {
-                    symbol: self.symbol(SymbolRef::ExceptTable),
-                    addend: base as i64,
-                };
-                (Some(address), Some(lsda.bytes.len()))
+                let symbols = &mut self.symbols;
+                let offset = lsda.write(&mut self.except_table, |name| {
+                    Some(symbols.address(TableSymbol::Named(name.into())))
+                })?;
+                Some(gimli::write::Address::Symbol {
+                    symbol: self.symbols.index(TableSymbol::ExceptTable),
+                    addend: offset as i64,
+                })
             }
         };
-        let address = Address::Symbol {
-            symbol: self.symbol(SymbolRef::Function(func_id)),
-            addend: 0,
-        };
+        let address = self.symbols.address(TableSymbol::Function(func_id));
         self.frames.add_function(address, &unwind, lsda_address)?;
         self.functions += 1;
-        Ok(size)
-    }
-
-    fn symbol(&mut self, target: SymbolRef) -> usize {
-        match self.symbols.iter().position(|s| *s == target) {
-            Some(i) => i,
-            None => {
-                self.symbols.push(target);
-                self.symbols.len() - 1
-            }
-        }
+        Ok(lsda.map(|l| l.len()))
     }
 
     /// Write `.gcc_except_table` and `.eh_frame` into `product`.
@@ -167,153 +139,146 @@ impl ObjectExceptionTables {
             return Ok(());
         }
         if product.object.format() != object::BinaryFormat::Elf {
-            return Err(LsdaError::UnsupportedIsa(format!(
-                "{:?} objects: only ELF `.eh_frame`/`.gcc_except_table` are written",
-                product.object.format()
-            )));
+            return Err(OutputError::UnsupportedFormat(format_name(product.object.format())).into());
         }
         let eh_frame_id = product.object.section_id(StandardSection::EhFrame);
         if !product.object.section(eh_frame_id).data().is_empty() {
-            return Err(LsdaError::Ir(
-                "the object already has an .eh_frame: turn off ObjectBuilder::unwind_info".into(),
-            ));
+            return Err(OutputError::EhFrameAlreadyWritten.into());
         }
-        let size = self.address_size;
-
-        let except_table_id = if self.except_table.is_empty() {
-            None
-        } else {
-            let id = product.object.add_section(
+        let except_table_id = (!self.except_table.bytes().is_empty()).then(|| {
+            product.object.add_section(
                 Vec::new(),
                 b".gcc_except_table".to_vec(),
                 SectionKind::ReadOnlyData,
-            );
+            )
+        });
+        if let Some(id) = except_table_id {
             product
                 .object
-                .append_section_data(id, &self.except_table, 4);
-            for reloc in &self.except_relocs {
-                let symbol = match reloc.kind {
-                    LsdaRelocKind::IndirectPcRel4 => {
-                        dw_ref_slot(&mut product.object, &reloc.symbol, size)?
-                    }
-                    _ => external_symbol(&mut product.object, &reloc.symbol, SymbolKind::Data),
-                };
-                let (kind, bits, addend) = match reloc.kind {
-                    LsdaRelocKind::Abs => (RelocationKind::Absolute, size * 8, reloc.addend),
-                    LsdaRelocKind::PcRel4 => (RelocationKind::Relative, 32, reloc.addend),
-                    // The slot holds symbol + addend; only the slot's own
-                    // address is PC-relative here.
-                    LsdaRelocKind::IndirectPcRel4 if reloc.addend != 0 => {
-                        return Err(LsdaError::Ir(format!(
-                            "indirect type entry {}{:+} cannot carry an addend",
-                            reloc.symbol, reloc.addend
-                        )));
-                    }
-                    LsdaRelocKind::IndirectPcRel4 => (RelocationKind::Relative, 32, 0),
-                };
-                add_relocation(
-                    &mut product.object,
-                    id,
-                    u64::from(reloc.offset),
-                    symbol,
-                    addend,
-                    kind,
-                    bits,
-                )?;
+                .append_section_data(id, self.except_table.bytes(), 4);
+            for reloc in self.except_table.relocations() {
+                self.relocate(product, id, except_table_id, reloc)?;
             }
-            Some(id)
-        };
+        }
 
-        let mut eh_frame = EhFrame(Section {
-            writer: EndianVec::new(self.lsda_encoding.endian),
-            relocations: Vec::new(),
-        });
+        let mut eh_frame = EhFrame(RelocatedSection::new(self.except_table.endian()));
         self.frames.write(&mut eh_frame)?;
-        let EhFrame(section) = eh_frame;
+        let EhFrame(eh_frame) = eh_frame;
+        let alignment = u64::from(product.object.architecture().address_size().map_or(8, |s| s.bytes()));
         product
             .object
-            .append_section_data(eh_frame_id, section.writer.slice(), u64::from(size));
-
-        for reloc in section.relocations {
-            let RelocationTarget::Symbol(index) = reloc.target else {
-                return Err(LsdaError::Ir(
-                    "unexpected section-relative .eh_frame relocation".into(),
-                ));
-            };
-            let (symbol, extra_addend) = match self.symbols[index] {
-                SymbolRef::PersonalitySlot => (
-                    dw_ref_slot(&mut product.object, &self.personality, size)?,
-                    0,
-                ),
-                SymbolRef::ExceptTable => {
-                    let id = except_table_id
-                        .ok_or_else(|| LsdaError::Ir("LSDA pointer without LSDA".into()))?;
-                    (product.object.section_symbol(id), 0)
-                }
-                SymbolRef::Function(func_id) => section_relative(product, func_id)?,
-            };
-            let pe = reloc.eh_pe.unwrap_or(gimli::constants::DW_EH_PE_absptr);
-            let kind = if pe.application() == gimli::constants::DW_EH_PE_pcrel {
-                RelocationKind::Relative
-            } else {
-                RelocationKind::Absolute
-            };
-            add_relocation(
-                &mut product.object,
-                eh_frame_id,
-                reloc.offset as u64,
-                symbol,
-                reloc.addend + extra_addend,
-                kind,
-                reloc.size * 8,
-            )?;
+            .append_section_data(eh_frame_id, eh_frame.bytes(), alignment);
+        for reloc in eh_frame.relocations() {
+            self.relocate(product, eh_frame_id, except_table_id, reloc)?;
         }
         Ok(())
+    }
+
+    /// Turn one relocation gimli recorded into an object relocation.
+    fn relocate(
+        &self,
+        product: &mut ObjectProduct,
+        section: SectionId,
+        except_table: Option<SectionId>,
+        reloc: &Relocation,
+    ) -> LsdaResult<()> {
+        let RelocationTarget::Symbol(index) = reloc.target else {
+            return Err(OutputError::UnsupportedRelocationTarget.into());
+        };
+        let eh_pe = reloc.eh_pe.unwrap_or(constants::DW_EH_PE_absptr);
+        let kind = match eh_pe.application() {
+            constants::DW_EH_PE_absptr => RelocationKind::Absolute,
+            constants::DW_EH_PE_pcrel => RelocationKind::Relative,
+            _ => return Err(OutputError::UnsupportedPointerEncoding(eh_pe).into()),
+        };
+        let target = self
+            .symbols
+            .get(index)
+            .ok_or(OutputError::UnsupportedRelocationTarget)?;
+        let size = product.object.architecture().address_size().map_or(8, |s| s.bytes());
+        let (symbol, addend) = match target {
+            TableSymbol::Function(func_id) => {
+                let (symbol, offset) = section_relative(product, *func_id)?;
+                (symbol, offset + reloc.addend)
+            }
+            TableSymbol::ExceptTable => {
+                let id = except_table.ok_or(OutputError::UnsupportedRelocationTarget)?;
+                (product.object.section_symbol(id), reloc.addend)
+            }
+            // The slot holds the symbol's address; only the slot's own
+            // address is PC-relative here.
+            TableSymbol::Named(name) if eh_pe.is_indirect() && reloc.addend != 0 => {
+                return Err(OutputError::IndirectAddend {
+                    symbol: name.clone(),
+                    addend: reloc.addend,
+                }
+                .into());
+            }
+            TableSymbol::Named(name) if eh_pe.is_indirect() => {
+                (dw_ref_slot(&mut product.object, name, size)?, 0)
+            }
+            TableSymbol::Named(name) => (
+                external_symbol(&mut product.object, name, SymbolKind::Data),
+                reloc.addend,
+            ),
+        };
+        add_relocation(
+            &mut product.object,
+            section,
+            reloc.offset as u64,
+            symbol,
+            addend,
+            kind,
+            reloc.size * 8,
+        )
+    }
+}
+
+fn format_name(format: object::BinaryFormat) -> &'static str {
+    match format {
+        object::BinaryFormat::Coff => "COFF",
+        object::BinaryFormat::MachO => "Mach-O",
+        object::BinaryFormat::Pe => "PE",
+        object::BinaryFormat::Wasm => "Wasm",
+        object::BinaryFormat::Xcoff => "XCOFF",
+        _ => "non-ELF",
     }
 }
 
 /// The function's section symbol and offset: PC-relative references to a
 /// global function symbol would be rejected in shared libraries.
 fn section_relative(product: &mut ObjectProduct, func_id: FuncId) -> LsdaResult<(SymbolId, i64)> {
-    let symbol = product.function_symbol(func_id);
-    let (section, value) = {
-        let s = product.object.symbol(symbol);
-        match s.section {
-            SymbolSection::Section(section) => (section, s.value),
-            _ => {
-                return Err(LsdaError::Ir(format!(
-                    "function {func_id} has tables but is not defined in this object"
-                )));
-            }
-        }
+    let symbol = product.object.symbol(product.function_symbol(func_id));
+    let SymbolSection::Section(section) = symbol.section else {
+        return Err(OutputError::FunctionNotDefined(func_id.as_u32()).into());
     };
-    Ok((product.object.section_symbol(section), value as i64))
+    let value = symbol.value as i64;
+    Ok((product.object.section_symbol(section), value))
 }
 
 fn add_relocation(
     object: &mut Object<'static>,
-    section: object::write::SectionId,
+    section: SectionId,
     offset: u64,
     symbol: SymbolId,
     addend: i64,
     kind: RelocationKind,
     size: u8,
 ) -> LsdaResult<()> {
+    let flags = RelocationFlags::Generic {
+        kind,
+        encoding: RelocationEncoding::Generic,
+        size,
+    };
+    let relocation = ObjectRelocation {
+        offset,
+        symbol,
+        addend,
+        flags,
+    };
     object
-        .add_relocation(
-            section,
-            ObjectRelocation {
-                offset,
-                symbol,
-                addend,
-                flags: RelocationFlags::Generic {
-                    kind,
-                    encoding: RelocationEncoding::Generic,
-                    size,
-                },
-            },
-        )
-        .map_err(|e| LsdaError::Ir(format!("relocation: {e}")))
+        .add_relocation(section, relocation)
+        .map_err(|e| OutputError::Object(e).into())
 }
 
 /// The symbol named `name`, declared undefined if the object lacks it.
@@ -345,13 +310,11 @@ fn dw_ref_slot(object: &mut Object<'static>, target: &str, size: u8) -> LsdaResu
         format!(".data.rel.local.{name}").into_bytes(),
         SectionKind::Data,
     );
-    if object.format() == object::BinaryFormat::Elf {
-        // Members of a COMDAT group must say so, or BFD rejects the file.
-        object.section_mut(section).flags = object::SectionFlags::Elf {
-            sh_type: object::elf::SHT_PROGBITS,
-            sh_flags: object::elf::SHF_ALLOC | object::elf::SHF_WRITE | object::elf::SHF_GROUP,
-        };
-    }
+    // Members of a COMDAT group must say so, or BFD rejects the file.
+    object.section_mut(section).flags = object::SectionFlags::Elf {
+        sh_type: object::elf::SHT_PROGBITS,
+        sh_flags: object::elf::SHF_ALLOC | object::elf::SHF_WRITE | object::elf::SHF_GROUP,
+    };
     let offset = object.append_section_data(section, &vec![0; usize::from(size)], u64::from(size));
     let slot = object.add_symbol(Symbol {
         name: name.into_bytes(),
@@ -369,36 +332,77 @@ fn dw_ref_slot(object: &mut Object<'static>, target: &str, size: u8) -> LsdaResu
         sections: vec![section],
     });
     let target = external_symbol(object, target, SymbolKind::Unknown);
-    add_relocation(
-        object,
-        section,
-        offset,
-        target,
-        0,
-        RelocationKind::Absolute,
-        size * 8,
-    )?;
+    let kind = RelocationKind::Absolute;
+    add_relocation(object, section, offset, target, 0, kind, size * 8)?;
     Ok(slot)
 }
 
-/// An `.eh_frame` being written, with the relocations gimli asks for.
-struct Section {
-    writer: EndianVec<gimli::RunTimeEndian>,
-    relocations: Vec<Relocation>,
+/// An `ObjectModule` whose functions get LSDAs and a personality: each
+/// function is put into landing-pad form and its tables recorded as it is
+/// defined, and both sections are written at [`LsdaObjectModule::finish`].
+pub struct LsdaObjectModule {
+    module: ObjectModule,
+    tables: ObjectTables,
+    policy: ClausePolicy,
+    landing_pads: LandingPads,
 }
 
-impl RelocateWriter for Section {
-    type Writer = EndianVec<gimli::RunTimeEndian>;
-
-    fn writer(&self) -> &Self::Writer {
-        &self.writer
+impl LsdaObjectModule {
+    /// A module built by `builder`, whose functions with handlers use the
+    /// personality named `personality` under `policy`. It writes the whole
+    /// `.eh_frame`, so `builder`'s own `unwind_info` is turned off.
+    pub fn new(
+        mut builder: ObjectBuilder,
+        personality: &str,
+        policy: ClausePolicy,
+        landing_pads: LandingPads,
+    ) -> LsdaResult<Self> {
+        builder.unwind_info(false);
+        let module = ObjectModule::new(builder);
+        Ok(Self {
+            tables: ObjectTables::new(module.isa(), personality)?,
+            module,
+            policy,
+            landing_pads,
+        })
     }
 
-    fn writer_mut(&mut self) -> &mut Self::Writer {
-        &mut self.writer
+    /// Use other LSDA encodings (see [`ObjectTables::with_lsda_encoding`]).
+    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> LsdaResult<Self> {
+        self.tables = self.tables.with_lsda_encoding(encoding)?;
+        Ok(self)
     }
 
-    fn relocate(&mut self, relocation: Relocation) {
-        self.relocations.push(relocation);
+    /// The clause policy, with the clause sets legalization interned.
+    pub fn policy(&self) -> &ClausePolicy {
+        &self.policy
+    }
+
+    /// Finish the object and write its exception tables.
+    pub fn finish(self) -> LsdaResult<ObjectProduct> {
+        let mut product = self.module.finish();
+        self.tables.finish(&mut product)?;
+        Ok(product)
+    }
+}
+
+impl Module for LsdaObjectModule {
+    forward_module_declarations!(module);
+
+    fn define_function_with_control_plane(
+        &mut self,
+        func_id: FuncId,
+        ctx: &mut cranelift_codegen::Context,
+        ctrl_plane: &mut ControlPlane,
+    ) -> ModuleResult<()> {
+        let isa = self.module.isa();
+        let prepared = prepare_function(&mut ctx.func, isa, &mut self.policy, self.landing_pads)?;
+        self.module
+            .define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
+        let code = ctx.compiled_code().ok_or(LsdaError::from(FormError::NotCompiled))?;
+        let isa = self.module.isa();
+        self.tables
+            .add_function(isa, func_id, code, &self.policy, &prepared)?;
+        Ok(())
     }
 }

@@ -8,13 +8,16 @@
 //! [`SelectorConvention`], so that dispatch code built before encoding knows
 //! the selector each clause will deliver.
 
-use crate::error::{LsdaError, LsdaResult};
+use crate::error::PolicyError;
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use cranelift_codegen::ir::ExceptionTag;
-use std::collections::{BTreeMap, HashMap};
 
 /// An entry of the LSDA type table: what a catch clause matches.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum TypeEntry {
     /// A null entry: `catch (...)` for libstdc++, catch-all for Rust and
     /// Wasmer.
@@ -55,6 +58,7 @@ impl fmt::Display for TypeEntry {
 
 /// One clause of a landing pad.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Clause {
     /// Catch exceptions matching the type entry.
     Catch(TypeEntry),
@@ -82,10 +86,10 @@ pub struct ClauseList(Vec<Clause>);
 
 impl ClauseList {
     /// Normalize `clauses` into a clause list.
-    pub fn new(clauses: impl IntoIterator<Item = Clause>) -> LsdaResult<Self> {
+    pub fn new(clauses: impl IntoIterator<Item = Clause>) -> Result<Self, PolicyError> {
         let list = normalize_clauses(clauses.into_iter().map(|c| (c, ())));
         if list.is_empty() {
-            return Err(LsdaError::EmptyClauseList);
+            return Err(PolicyError::EmptyClauseList);
         }
         Ok(Self(list.into_iter().map(|(c, ())| c).collect()))
     }
@@ -154,6 +158,7 @@ pub fn normalize_clauses<T>(clauses: impl IntoIterator<Item = (Clause, T)>) -> V
 
 /// What a `default` exception-table item means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DefaultAction {
     /// A catch-all clause (null type entry).
     CatchAll,
@@ -173,6 +178,7 @@ impl DefaultAction {
 /// Which value the personality routine puts in the selector register (the
 /// second EH data register) when it enters a landing pad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SelectorConvention {
     /// The action record's type filter: the 1-based type-table index of the
     /// matching catch, 0 for a cleanup (libstdc++ `__gxx_personality_v0`,
@@ -197,8 +203,9 @@ pub const CLAUSE_SET_TAG_BASE: u32 = 0x8000_0000;
 pub struct ClausePolicy {
     tags: BTreeMap<u32, ClauseList>,
     default: DefaultAction,
+    default_clauses: ClauseList,
     selectors: SelectorConvention,
-    interned: HashMap<ClauseList, u32>,
+    interned: BTreeMap<ClauseList, u32>,
 }
 
 impl ClausePolicy {
@@ -207,13 +214,14 @@ impl ClausePolicy {
         Self {
             tags: BTreeMap::new(),
             default,
+            default_clauses: ClauseList(alloc::vec![default.clause()]),
             selectors,
-            interned: HashMap::new(),
+            interned: BTreeMap::new(),
         }
     }
 
     /// Map `tag` to a single clause.
-    pub fn define(&mut self, tag: ExceptionTag, clause: Clause) -> LsdaResult<()> {
+    pub fn define(&mut self, tag: ExceptionTag, clause: Clause) -> Result<(), PolicyError> {
         self.define_clause_set(tag, [clause])
     }
 
@@ -222,17 +230,17 @@ impl ClausePolicy {
         &mut self,
         tag: ExceptionTag,
         clauses: impl IntoIterator<Item = Clause>,
-    ) -> LsdaResult<()> {
+    ) -> Result<(), PolicyError> {
         if tag.as_u32() >= CLAUSE_SET_TAG_BASE {
-            return Err(LsdaError::ReservedTag(tag.as_u32()));
+            return Err(PolicyError::ReservedTag(tag.as_u32()));
         }
         self.insert(tag, ClauseList::new(clauses)?)
     }
 
-    fn insert(&mut self, tag: ExceptionTag, list: ClauseList) -> LsdaResult<()> {
+    fn insert(&mut self, tag: ExceptionTag, list: ClauseList) -> Result<(), PolicyError> {
         let key = tag.as_u32();
         if self.tags.contains_key(&key) {
-            return Err(LsdaError::TagAlreadyDefined(key));
+            return Err(PolicyError::TagAlreadyDefined(key));
         }
         self.interned.entry(list.clone()).or_insert(key);
         self.tags.insert(key, list);
@@ -244,17 +252,15 @@ impl ClausePolicy {
     pub fn intern_clause_set(
         &mut self,
         clauses: impl IntoIterator<Item = Clause>,
-    ) -> LsdaResult<ExceptionTag> {
+    ) -> Result<ExceptionTag, PolicyError> {
         let list = ClauseList::new(clauses)?;
         if let Some(&tag) = self.interned.get(&list) {
             return Ok(ExceptionTag::from_u32(tag));
         }
         let fresh = match self.tags.last_key_value() {
             Some((&last, _)) if last >= CLAUSE_SET_TAG_BASE => {
-                last.checked_add(1).ok_or(LsdaError::DoesNotFit {
-                    what: "exception tag",
-                    value: u64::from(last) + 1,
-                })?
+                last.checked_add(1)
+                    .ok_or(PolicyError::ClauseSetTagsExhausted)?
             }
             _ => CLAUSE_SET_TAG_BASE,
         };
@@ -264,15 +270,20 @@ impl ClausePolicy {
     }
 
     /// The clauses `tag` stands for.
-    pub fn clauses(&self, tag: ExceptionTag) -> LsdaResult<&ClauseList> {
+    pub fn clauses(&self, tag: ExceptionTag) -> Result<&ClauseList, PolicyError> {
         self.tags
             .get(&tag.as_u32())
-            .ok_or(LsdaError::UnknownTag(tag.as_u32()))
+            .ok_or(PolicyError::UnknownTag(tag.as_u32()))
     }
 
-    /// The clause a `default` item stands for.
-    pub fn default_clause(&self) -> Clause {
-        self.default.clause()
+    /// The clauses an exception-table item stands for: those of its tag, or
+    /// for `None` (a `default` item) the default clause. This is the one
+    /// place where handlers, in IR or compiled, get their meaning.
+    pub fn item_clauses(&self, tag: Option<ExceptionTag>) -> Result<&[Clause], PolicyError> {
+        match tag {
+            Some(tag) => self.clauses(tag).map(ClauseList::clauses),
+            None => Ok(self.default_clauses.clauses()),
+        }
     }
 
     /// What `default` means.
@@ -294,7 +305,11 @@ impl ClausePolicy {
     /// immediate catch-all); after a typed clause it receives 1 like the
     /// typed ones, and stage 2 tells them apart. That convention has no
     /// cleanups: Wasmer's stage 1 terminates on them.
-    pub fn selectors(&self, types: &TypeTable, clauses: &[Clause]) -> LsdaResult<Vec<i64>> {
+    pub fn selectors(
+        &self,
+        types: &TypeTable,
+        clauses: &[Clause],
+    ) -> Result<Vec<i64>, PolicyError> {
         clauses
             .iter()
             .enumerate()
@@ -306,8 +321,8 @@ impl ClausePolicy {
                         i64::from(types.filter(entry)?)
                     }
                     (SelectorConvention::CatchAllZeroTypedOne, Clause::Cleanup) => {
-                        return Err(LsdaError::UnsupportedClause {
-                            clause: clause.to_string(),
+                        return Err(PolicyError::UnsupportedClause {
+                            clause: clause.clone(),
                             why: "this personality terminates on cleanups",
                         });
                     }
@@ -339,19 +354,18 @@ impl TypeTable {
     }
 
     /// Add `entry` if absent; returns its 1-based index (its type filter).
-    pub fn add(&mut self, entry: &TypeEntry) -> LsdaResult<u32> {
+    pub fn add(&mut self, entry: &TypeEntry) -> Result<u32, PolicyError> {
         if let Ok(index) = self.filter(entry) {
             return Ok(index);
         }
+        // Filters are SLEB128 action fields the personality reads as i32.
+        let index = i32::try_from(self.entries.len() + 1).map_err(|_| PolicyError::TypeTableFull)?;
         self.entries.push(entry.clone());
-        u32::try_from(self.entries.len()).map_err(|_| LsdaError::DoesNotFit {
-            what: "type table index",
-            value: self.entries.len() as u64,
-        })
+        Ok(index as u32)
     }
 
     /// Add every type entry of `list`.
-    pub fn add_clauses(&mut self, list: &ClauseList) -> LsdaResult<()> {
+    pub fn add_clauses(&mut self, list: &ClauseList) -> Result<(), PolicyError> {
         for entry in list.type_entries() {
             self.add(entry)?;
         }
@@ -359,12 +373,12 @@ impl TypeTable {
     }
 
     /// The 1-based index (type filter) of `entry`.
-    pub fn filter(&self, entry: &TypeEntry) -> LsdaResult<u32> {
+    pub fn filter(&self, entry: &TypeEntry) -> Result<u32, PolicyError> {
         self.entries
             .iter()
             .position(|e| e == entry)
             .map(|i| i as u32 + 1)
-            .ok_or_else(|| LsdaError::TypeNotInTable(entry.to_string()))
+            .ok_or_else(|| PolicyError::TypeNotInTable(entry.clone()))
     }
 
     /// The entries, index 1 first.
@@ -376,6 +390,7 @@ impl TypeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     fn sym(name: &str) -> Clause {
         Clause::Catch(TypeEntry::symbol(name))
@@ -398,7 +413,7 @@ mod tests {
         );
         let list = ClauseList::new([Clause::Cleanup, sym("a"), Clause::Cleanup]).unwrap();
         assert_eq!(list.clauses(), [sym("a"), Clause::Cleanup]);
-        assert_eq!(ClauseList::new([]), Err(LsdaError::EmptyClauseList));
+        assert_eq!(ClauseList::new([]), Err(PolicyError::EmptyClauseList));
     }
 
     #[test]
@@ -411,20 +426,20 @@ mod tests {
         assert_eq!(policy.intern_clause_set([sym("a")]).unwrap().as_u32(), 7);
         assert_eq!(
             policy.define(ExceptionTag::from_u32(7), sym("z")),
-            Err(LsdaError::TagAlreadyDefined(7))
+            Err(PolicyError::TagAlreadyDefined(7))
         );
         assert_eq!(
             policy.define(set, sym("z")),
-            Err(LsdaError::ReservedTag(CLAUSE_SET_TAG_BASE))
+            Err(PolicyError::ReservedTag(CLAUSE_SET_TAG_BASE))
         );
         // An undefined tag stays unknown, whatever was interned.
         assert_eq!(
             policy.clauses(ExceptionTag::from_u32(8)),
-            Err(LsdaError::UnknownTag(8))
+            Err(PolicyError::UnknownTag(8))
         );
         assert_eq!(
             policy.clauses(ExceptionTag::from_u32(99)),
-            Err(LsdaError::UnknownTag(99))
+            Err(PolicyError::UnknownTag(99))
         );
     }
 
@@ -453,12 +468,12 @@ mod tests {
             SelectorConvention::CatchAllZeroTypedOne,
         );
         assert_eq!(
-            wasmer.selectors(&types, std::slice::from_ref(&all)),
+            wasmer.selectors(&types, core::slice::from_ref(&all)),
             Ok(vec![0])
         );
         assert!(matches!(
             wasmer.selectors(&types, &[sym("b"), Clause::Cleanup]),
-            Err(LsdaError::UnsupportedClause { .. })
+            Err(PolicyError::UnsupportedClause { .. })
         ));
         let cxx = ClausePolicy::new(DefaultAction::Cleanup, SelectorConvention::TypeFilter);
         assert_eq!(
@@ -467,7 +482,7 @@ mod tests {
         );
         assert!(matches!(
             cxx.selectors(&types, &[sym("zzz")]),
-            Err(LsdaError::TypeNotInTable(_))
+            Err(PolicyError::TypeNotInTable(_))
         ));
     }
 }

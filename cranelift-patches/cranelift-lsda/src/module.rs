@@ -1,0 +1,106 @@
+//! What the object and JIT modules share: how a function is put into
+//! landing-pad form before it is compiled, and the `Module` methods they
+//! forward unchanged to the module they wrap.
+
+use crate::error::LsdaResult;
+use crate::landing_pad::{PreparedFunction, check_landing_pad_form};
+use crate::policy::ClausePolicy;
+use cranelift_codegen::ir::Function;
+use cranelift_codegen::isa::TargetIsa;
+
+/// How a module puts each function's `try_call`s into landing-pad form
+/// before compiling it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LandingPads {
+    /// The IR is already in landing-pad form; anything else is an error.
+    Check,
+    /// Rewrite every `try_call` into one clause-set item and a shared pad
+    /// that dispatches on the selector ([`crate::legalize_landing_pads`]).
+    #[cfg(feature = "legalize")]
+    Legalize,
+}
+
+/// Put `func` into landing-pad form as `mode` says.
+pub fn prepare_function(
+    func: &mut Function,
+    isa: &dyn TargetIsa,
+    policy: &mut ClausePolicy,
+    mode: LandingPads,
+) -> LsdaResult<PreparedFunction> {
+    match mode {
+        LandingPads::Check => check_landing_pad_form(func, isa, policy),
+        #[cfg(feature = "legalize")]
+        LandingPads::Legalize => crate::legalize::legalize_landing_pads(func, isa, policy),
+    }
+}
+
+/// The `Module` methods a wrapper forwards to its `$inner` module.
+macro_rules! forward_module_declarations {
+    ($inner:ident) => {
+        fn isa(&self) -> &dyn cranelift_codegen::isa::TargetIsa {
+            self.$inner.isa()
+        }
+
+        fn declarations(&self) -> &cranelift_module::ModuleDeclarations {
+            self.$inner.declarations()
+        }
+
+        fn declare_function(
+            &mut self,
+            name: &str,
+            linkage: cranelift_module::Linkage,
+            signature: &cranelift_codegen::ir::Signature,
+        ) -> cranelift_module::ModuleResult<cranelift_module::FuncId> {
+            self.$inner.declare_function(name, linkage, signature)
+        }
+
+        fn declare_anonymous_function(
+            &mut self,
+            signature: &cranelift_codegen::ir::Signature,
+        ) -> cranelift_module::ModuleResult<cranelift_module::FuncId> {
+            self.$inner.declare_anonymous_function(signature)
+        }
+
+        fn declare_data(
+            &mut self,
+            name: &str,
+            linkage: cranelift_module::Linkage,
+            writable: bool,
+            tls: bool,
+        ) -> cranelift_module::ModuleResult<cranelift_module::DataId> {
+            self.$inner.declare_data(name, linkage, writable, tls)
+        }
+
+        fn declare_anonymous_data(
+            &mut self,
+            writable: bool,
+            tls: bool,
+        ) -> cranelift_module::ModuleResult<cranelift_module::DataId> {
+            self.$inner.declare_anonymous_data(writable, tls)
+        }
+
+        // Functions defined from bytes carry no unwind info, as in
+        // cranelift-object's own `.eh_frame`: they get no FDE.
+        fn define_function_bytes(
+            &mut self,
+            func_id: cranelift_module::FuncId,
+            alignment: u64,
+            bytes: &[u8],
+            relocs: &[cranelift_module::ModuleReloc],
+        ) -> cranelift_module::ModuleResult<()> {
+            self.$inner
+                .define_function_bytes(func_id, alignment, bytes, relocs)
+        }
+
+        fn define_data(
+            &mut self,
+            data_id: cranelift_module::DataId,
+            data: &cranelift_module::DataDescription,
+        ) -> cranelift_module::ModuleResult<()> {
+            self.$inner.define_data(data_id, data)
+        }
+    };
+}
+
+pub(crate) use forward_module_declarations;
