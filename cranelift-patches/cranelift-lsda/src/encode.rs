@@ -21,13 +21,16 @@
 //! landing pad and action are merged. Action chains are hash-consed, so
 //! identical chains and common chain suffixes are written once.
 
+use crate::decode::{DecodedLsda, decode_lsda};
+use crate::eh_frame::{RelocatedSection, SymbolIndex};
 use crate::error::{EncodeError, LsdaResult};
+use alloc::string::String;
 use crate::policy::{Clause, ClauseList, TypeEntry, TypeTable};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use gimli::constants::{self, DwEhPe};
 use gimli::leb128::write::{Leb128, uleb128_size};
-use gimli::write::{Address, Writer};
+use gimli::write::{Address, RelocationTarget, Writer};
 
 /// One call in a function, as the encoder sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -338,10 +341,14 @@ impl Lsda {
         }
         let type_entries = types.entries()[..actions.max_filter as usize].to_vec();
         for entry in &type_entries {
-            if let TypeEntry::Address(addr) = entry
-                && encoding.types != TypeEncoding::Absptr
-            {
-                return Err(EncodeError::AbsoluteTypeEntryNeedsAbsptr(*addr).into());
+            if let TypeEntry::Address(addr) = *entry {
+                if encoding.types != TypeEncoding::Absptr {
+                    return Err(EncodeError::AbsoluteTypeEntryNeedsAbsptr(addr).into());
+                }
+                if address_size < 8 && addr >> (8 * u32::from(address_size)) != 0 {
+                    let what = "absolute type entry";
+                    return Err(EncodeError::DoesNotFit { what, value: addr }.into());
+                }
             }
         }
         let mut lsda = Self {
@@ -463,6 +470,24 @@ impl Lsda {
         }
         debug_assert_eq!(w.len() - start, self.len());
         Ok(start)
+    }
+
+    /// Write the LSDA alone and read it back with the independent decoder,
+    /// naming symbol type entries from the relocations the writer recorded:
+    /// what dumps, filetests and round-trip tests show.
+    pub fn decode_back(&self, endian: gimli::RunTimeEndian) -> LsdaResult<DecodedLsda> {
+        let mut section = RelocatedSection::new(endian);
+        let mut symbols = SymbolIndex::default();
+        self.write(&mut section, |name| Some(symbols.address(String::from(name))))?;
+        let mut decoded = decode_lsda(section.bytes(), endian, self.address_size)?;
+        decoded.name_entries(|offset| {
+            let reloc = section.relocation_at(offset)?;
+            let RelocationTarget::Symbol(index) = reloc.target else {
+                return None;
+            };
+            Some((symbols.get(index)?.clone(), reloc.addend))
+        });
+        Ok(decoded)
     }
 
     fn write_type_entry<W: Writer>(

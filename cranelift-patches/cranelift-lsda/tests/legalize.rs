@@ -11,8 +11,9 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::{Context, FinalizedMachExceptionHandler};
 use cranelift_lsda::{
-    Clause, ClausePolicy, DefaultAction, LsdaEncoding, LsdaError, SelectorConvention, TryCallForm,
-    TypeEntry, check_landing_pad_form, legalize_landing_pads, lsda_for_compiled,
+    Clause, ClausePolicy, DecodedTypeEntry, DefaultAction, FormError, LsdaEncoding, LsdaError,
+    PolicyError, SelectorConvention, TryCallForm, TypeEntry, UnsupportedTarget,
+    check_landing_pad_form, legalize_landing_pads, tables_for_compiled,
 };
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 use std::collections::HashMap;
@@ -220,7 +221,10 @@ fn three_destinations_become_one_pad_with_a_switch() {
     let mut policy = cxx_policy(DefaultAction::Cleanup);
     let before = check_landing_pad_form(&func, &*isa, &policy);
     assert!(
-        matches!(before, Err(LsdaError::NotLandingPadForm { .. })),
+        matches!(
+            before,
+            Err(LsdaError::Form(FormError::NotLandingPadForm { .. }))
+        ),
         "{before:?}"
     );
 
@@ -267,16 +271,16 @@ fn three_destinations_become_one_pad_with_a_switch() {
     assert_eq!(handlers, [1]);
     let mut ctx = Context::for_function(func.clone());
     let code = ctx.compile(&*isa, &mut ControlPlane::default()).unwrap();
-    let lsda = lsda_for_compiled(
-        code.buffer.call_sites(),
-        code_len,
-        &policy,
-        &prepared,
-        LsdaEncoding::object(),
-    )
-    .unwrap()
-    .unwrap();
-    assert_eq!(lsda.relocs.len(), 2);
+    assert_eq!(code.code_buffer().len() as u32, code_len);
+    let tables = tables_for_compiled(code, &*isa, &policy, &prepared, LsdaEncoding::object());
+    let lsda = tables.unwrap().lsda.unwrap();
+    let decoded = lsda.decode_back(gimli::RunTimeEndian::Little).unwrap();
+    let symbols = decoded
+        .type_entries
+        .iter()
+        .filter(|e| matches!(e, DecodedTypeEntry::Symbol { .. }))
+        .count();
+    assert_eq!(symbols, 2);
 }
 
 #[test]
@@ -375,14 +379,14 @@ block3(v3: i64):
     let mut policy = cxx_policy(DefaultAction::CatchAll);
     let err = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap_err();
     assert!(
-        matches!(err, LsdaError::UnsupportedCallConv { .. }),
+        matches!(err, LsdaError::Form(FormError::UnsupportedCallConv { .. })),
         "{err}"
     );
 
     // A tag the policy does not know.
     let (mut func, isa) = parse(&with("(i64) -> i64 system_v", "tag9: block2(exn0)"));
     let err = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap_err();
-    assert_eq!(err, LsdaError::UnknownTag(9));
+    assert_eq!(err, PolicyError::UnknownTag(9).into());
 
     // Rust's personality delivers 0 for everything: two destinations
     // cannot be told apart.
@@ -398,7 +402,10 @@ block3(v3: i64):
     ));
     let err = legalize_landing_pads(&mut func, &*isa, &mut rust).unwrap_err();
     assert!(
-        matches!(err, LsdaError::AmbiguousSelector { selector: 0, .. }),
+        matches!(
+            err,
+            LsdaError::Form(FormError::AmbiguousSelector { selector: 0, .. })
+        ),
         "{err}"
     );
 
@@ -407,7 +414,7 @@ block3(v3: i64):
         .replace("set unwind_info=true", "set unwind_info=false");
     let (mut func, isa) = parse(&text);
     let err = legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap_err();
-    assert!(matches!(err, LsdaError::UnsupportedIsa(_)), "{err}");
+    assert_eq!(err, UnsupportedTarget::UnwindInfoOff.into(), "{err}");
 }
 
 #[test]
