@@ -9,7 +9,7 @@
 
 use crate::ToolError;
 use core::fmt;
-use cranelift_lsda::{DecodedLsda, DecodedTypeEntry, decode_lsda};
+use cranelift_lsda::{DecodedLsda, decode_lsda};
 use gimli::{BaseAddresses, CieOrFde, EhFrame, EhFrameHdr, Pointer, RunTimeEndian, UnwindSection};
 use object::{Object, ObjectKind, ObjectSection, ObjectSymbol, RelocationKind, RelocationTarget};
 use std::collections::BTreeMap;
@@ -333,42 +333,24 @@ fn decode_at(image: &Image, address: u64) -> Result<DecodedLsda, ToolError> {
         .filter(|(b, d)| address >= *b && address < b + d.len() as u64)
         .ok_or_else(|| bad(format!("LSDA {address:#x} is outside .gcc_except_table")))?;
     let bytes = &data[(address - base) as usize..];
-    let mut decoded = decode_lsda(bytes, &[], image.endian, image.address_size).map_err(bad)?;
-    // Resolve PC-relative (and indirect) type entries to symbol names.
-    if let (Some(encoding), Some(type_base)) = (decoded.type_encoding, decoded.type_base) {
-        let pcrel = encoding.application() == gimli::constants::DW_EH_PE_pcrel;
-        let size = match encoding.format() {
-            gimli::constants::DW_EH_PE_absptr => u64::from(image.address_size),
-            gimli::constants::DW_EH_PE_udata8 | gimli::constants::DW_EH_PE_sdata8 => 8,
-            _ => 4,
-        };
-        for (i, entry) in decoded.type_entries.iter_mut().enumerate() {
-            let DecodedTypeEntry::Value(raw) = *entry else {
-                continue;
-            };
-            let place = address + type_base as u64 - (i as u64 + 1) * size;
-            let mut target = if pcrel {
-                let offset = if size == 4 {
-                    raw as u32 as i32 as i64
-                } else {
-                    raw as i64
-                };
-                place.wrapping_add_signed(offset)
+    let mut decoded = decode_lsda(bytes, image.endian, image.address_size).map_err(bad)?;
+    // Name PC-relative (and indirect) type entries by the symbol they reach.
+    let names: Vec<Option<String>> = (1..=decoded.type_entries.len())
+        .map(|index| {
+            let (target, indirect) = decoded.type_entry_target(index, address)?;
+            let target = if indirect {
+                image.read_pointer(target)?
             } else {
-                raw
+                target
             };
-            if encoding.is_indirect() {
-                target = image.read_pointer(target).unwrap_or(0);
-            }
-            if let Some(name) = image.symbol_at(target) {
-                *entry = DecodedTypeEntry::Symbol {
-                    name,
-                    addend: 0,
-                    indirect: encoding.is_indirect(),
-                };
-            }
-        }
-    }
+            image.symbol_at(target)
+        })
+        .collect();
+    let offsets = decoded.type_entry_offsets.clone();
+    decoded.name_entries(|offset| {
+        let index = offsets.iter().position(|&o| o == offset)?;
+        Some((names[index].clone()?, 0))
+    });
     Ok(decoded)
 }
 

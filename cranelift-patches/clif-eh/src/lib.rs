@@ -29,8 +29,8 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::{Context, print_errors::pretty_error};
 use cranelift_lsda::{
     CallSiteEncoding, Clause, ClausePolicy, DecodedLsda, DefaultAction, Lsda, LsdaEncoding,
-    LsdaError, PreparedFunction, SelectorConvention, TypeEncoding, TypeEntry, decode_lsda,
-    legalize_landing_pads, lsda_for_compiled,
+    LsdaError, PreparedFunction, SelectorConvention, TypeEncoding, TypeEntry, endian_of,
+    legalize_landing_pads, tables_for_compiled,
 };
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
@@ -308,56 +308,24 @@ pub fn compile_function(
     };
     let mut legalized = func.clone();
     let prepared = legalize_landing_pads(&mut legalized, &**isa, policy).map_err(lsda_err)?;
-
-    let mut selectors = Vec::new();
-    for report in prepared.reports() {
-        let Some(et) = legalized.dfg.insts[report.inst].exception_table() else {
-            continue;
-        };
-        let mut row = Vec::new();
-        for item in legalized.dfg.exception_tables[et].items() {
-            if let cranelift_codegen::ir::ExceptionTableItem::Tag(tag, _) = item {
-                let clauses = policy.clauses(tag).map_err(lsda_err)?.clauses();
-                let selectors = policy
-                    .selectors(prepared.types(), clauses)
-                    .map_err(lsda_err)?;
-                row.extend(clauses.iter().cloned().zip(selectors));
-            }
-        }
-        if !row.is_empty() {
-            selectors.push(row);
-        }
-    }
+    let selectors = prepared
+        .reports()
+        .iter()
+        .filter(|r| !r.selectors.is_empty())
+        .map(|r| r.selectors.clone())
+        .collect();
 
     let mut ctx = Context::for_function(legalized.clone());
     let compiled = ctx
         .compile(&**isa, &mut ControlPlane::default())
         .map_err(|e| ToolError::Codegen(pretty_error(e.func, e.inner)))?;
     let code = compiled.code_buffer().to_vec();
-    let code_len = u32::try_from(code.len()).map_err(|_| {
-        lsda_err(LsdaError::DoesNotFit {
-            what: "code length",
-            value: code.len() as u64,
-        })
-    })?;
-    let encoding = LsdaEncoding {
-        endian: match isa.endianness() {
-            cranelift_codegen::ir::Endianness::Little => gimli::RunTimeEndian::Little,
-            cranelift_codegen::ir::Endianness::Big => gimli::RunTimeEndian::Big,
-        },
-        ..encoding
-    };
-    let lsda = lsda_for_compiled(
-        compiled.buffer.call_sites(),
-        code_len,
-        policy,
-        &prepared,
-        encoding,
-    )
-    .map_err(lsda_err)?;
-    let decoded = lsda
+    let tables =
+        tables_for_compiled(compiled, &**isa, policy, &prepared, encoding).map_err(lsda_err)?;
+    let decoded = tables
+        .lsda
         .as_ref()
-        .map(|l| decode_lsda(&l.bytes, &l.relocs, encoding.endian, encoding.address_size))
+        .map(|l| l.decode_back(endian_of(&**isa)))
         .transpose()
         .map_err(lsda_err)?;
     Ok(CompiledFunction {
@@ -365,7 +333,7 @@ pub fn compile_function(
         legalized,
         prepared,
         code,
-        lsda,
+        lsda: tables.lsda,
         decoded,
         selectors,
     })

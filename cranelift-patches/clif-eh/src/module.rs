@@ -1,20 +1,18 @@
 //! Whole-file compilation into a `cranelift-module` Module: every function
-//! of a CLIF file is declared, legalized, defined, and its exception tables
-//! recorded; then the module is emitted as an object or run in the JIT
-//! against the C++ runtime in `cxx/eh_runtime.cpp`.
+//! of a CLIF file is declared and defined in an [`LsdaObjectModule`] or
+//! [`LsdaJitModule`], which legalize it into landing-pad form and record
+//! its exception tables as it is defined; then the module is emitted as an
+//! object or run in the JIT against the C++ runtime of `eh-test-support`.
 
 use crate::{EhFile, ToolError};
-use cranelift_codegen::Context;
 use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncName};
-use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa, TargetIsa};
+use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_lsda::{
-    ClausePolicy, JitExceptionTables, JitModuleWithTables, LsdaResult, ObjectExceptionTables,
-    PreparedFunction, legalize_landing_pads,
-};
-use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
-use cranelift_object::{ObjectBuilder, ObjectModule};
+use cranelift_jit::JITBuilder;
+use cranelift_lsda::{ClausePolicy, LandingPads, LsdaError, LsdaJitModule, LsdaObjectModule};
+use cranelift_module::{FuncId, Linkage, Module, ModuleError, default_libcall_names};
+use cranelift_object::ObjectBuilder;
+use eh_test_support::{RunOutcome, call_through_cxx, resolve_symbol, runtime_symbols};
 use std::collections::HashMap;
 
 /// The name of a function as written in CLIF, without the `%`.
@@ -31,28 +29,33 @@ pub struct DefinedFunction {
     pub name: String,
     /// Its id in the module.
     pub id: FuncId,
-    /// Its type table and per-call report.
-    pub prepared: PreparedFunction,
-    /// Its calling convention and whether it is `(i64) -> i64`.
+    /// Whether it is `(i64) -> i64 system_v`, so that `run` can call it.
     pub runnable: bool,
 }
 
-/// Declare, legalize and define every function of `file` in `module`,
-/// recording each one's tables with `record` (e.g. `add_function` of the
-/// object or JIT tables) while its compiled code is still in the context.
+/// A module error as the user should read it: the crate's own error when
+/// the LSDA layer raised it, Cranelift's pretty-printed one when it failed
+/// to compile `func`.
+fn module_error(name: &str, func: &Function, err: ModuleError) -> ToolError {
+    match err {
+        ModuleError::Backend(e) if e.is::<LsdaError>() => ToolError::Lsda {
+            function: format!("%{name}"),
+            error: e.downcast::<LsdaError>().expect("checked with is"),
+        },
+        ModuleError::Compilation(err) => {
+            ToolError::Codegen(cranelift_codegen::print_errors::pretty_error(func, err))
+        }
+        other => ToolError::Codegen(other.to_string()),
+    }
+}
+
+/// Declare and define every function of `file` in `module`, whose
+/// `define_function` legalizes it and records its tables.
 pub fn define_all<M: Module>(
     module: &mut M,
     file: &EhFile,
-    policy: &mut ClausePolicy,
-    mut record: impl FnMut(
-        &dyn TargetIsa,
-        FuncId,
-        &Context,
-        &ClausePolicy,
-        &PreparedFunction,
-    ) -> LsdaResult<Option<usize>>,
 ) -> Result<Vec<DefinedFunction>, ToolError> {
-    let codegen = |e: cranelift_module::ModuleError| ToolError::Codegen(e.to_string());
+    let codegen = |e: ModuleError| ToolError::Codegen(e.to_string());
     let mut ids = HashMap::new();
     for func in &file.functions {
         let name = clif_name(func);
@@ -96,35 +99,18 @@ pub fn define_all<M: Module>(
             func.dfg.ext_funcs[fref].name = ExternalName::User(user);
         }
 
-        let prepared = legalize_landing_pads(&mut func, module.isa(), policy).map_err(|error| {
-            ToolError::Lsda {
-                function: format!("%{name}"),
-                error,
-            }
-        })?;
-        let runnable = func.signature.call_conv == CallConv::SystemV
-            && func.signature.params.len() == 1
-            && func.signature.returns.len() == 1
-            && func.signature.params[0].value_type == cranelift_codegen::ir::types::I64
-            && func.signature.returns[0].value_type == cranelift_codegen::ir::types::I64;
+        let sig = &func.signature;
+        let i64_only = |params: &[cranelift_codegen::ir::AbiParam]| {
+            params.len() == 1 && params[0].value_type == cranelift_codegen::ir::types::I64
+        };
+        let runnable =
+            sig.call_conv == CallConv::SystemV && i64_only(&sig.params) && i64_only(&sig.returns);
         ctx.func = func;
-        module.define_function(id, &mut ctx).map_err(|e| match e {
-            cranelift_module::ModuleError::Compilation(err) => ToolError::Codegen(
-                cranelift_codegen::print_errors::pretty_error(&ctx.func, err),
-            ),
-            other => codegen(other),
-        })?;
-        record(module.isa(), id, &ctx, policy, &prepared).map_err(|error| ToolError::Lsda {
-            function: format!("%{name}"),
-            error,
-        })?;
+        module
+            .define_function(id, &mut ctx)
+            .map_err(|e| module_error(&name, &ctx.func, e))?;
         module.clear_context(&mut ctx);
-        defined.push(DefinedFunction {
-            name,
-            id,
-            prepared,
-            runnable,
-        });
+        defined.push(DefinedFunction { name, id, runnable });
     }
     Ok(defined)
 }
@@ -147,6 +133,13 @@ pub fn pic_isa(isa: &OwnedTargetIsa) -> Result<OwnedTargetIsa, ToolError> {
         .map_err(|e| ToolError::Codegen(e.to_string()))
 }
 
+fn module_lsda_error(error: LsdaError) -> ToolError {
+    ToolError::Lsda {
+        function: "module".into(),
+        error,
+    }
+}
+
 /// Compile every function of `file` for `isa` into a relocatable object
 /// whose functions with handlers use `personality`.
 pub fn emit_object(
@@ -155,87 +148,30 @@ pub fn emit_object(
     personality: &str,
 ) -> Result<Vec<u8>, ToolError> {
     let isa = pic_isa(isa)?;
-    let lsda_err = |error| ToolError::Lsda {
-        function: "object".into(),
-        error,
-    };
     let builder = ObjectBuilder::new(isa.clone(), "clif-eh", default_libcall_names())
         .map_err(|e| ToolError::Codegen(e.to_string()))?;
-    let mut module = ObjectModule::new(builder);
-    let mut tables = ObjectExceptionTables::new(&*isa, personality).map_err(lsda_err)?;
-    let mut policy = file.policy.clone();
-    define_all(
-        &mut module,
-        file,
-        &mut policy,
-        |isa, id, ctx, policy, prepared| tables.add_function(isa, id, ctx, policy, prepared),
-    )?;
-    let mut product = module.finish();
-    tables.finish(&mut product).map_err(lsda_err)?;
+    let policy = file.policy.clone();
+    let mut module =
+        LsdaObjectModule::new(builder, personality, policy, LandingPads::Legalize)
+            .map_err(module_lsda_error)?;
+    define_all(&mut module, file)?;
+    let product = module.finish().map_err(module_lsda_error)?;
     product
         .emit()
         .map_err(|e| ToolError::Codegen(format!("writing the object: {e}")))
 }
 
-unsafe extern "C" {
-    fn eh_throw(kind: i64) -> i64;
-    fn eh_note_cleanup();
-    fn eh_cleanups() -> i64;
-    fn eh_reset_cleanups();
-    fn eh_int_value(object: *const u8) -> i64;
-    fn eh_base_value(object: *const u8) -> i64;
-    fn eh_unrelated_value(object: *const u8) -> i64;
-    fn eh_typeinfo_base() -> *const u8;
-    fn eh_typeinfo_unrelated() -> *const u8;
-    fn eh_call(f: *const u8, arg: i64, escaped: *mut i64) -> i64;
-}
-
-/// The C++ runtime's functions, for the JIT's symbol table. (They are
-/// linked into this binary but not exported dynamically.)
-pub fn runtime_symbols() -> Vec<(&'static str, *const u8)> {
-    vec![
-        ("eh_throw", eh_throw as *const u8),
-        ("eh_note_cleanup", eh_note_cleanup as *const u8),
-        ("eh_cleanups", eh_cleanups as *const u8),
-        ("eh_int_value", eh_int_value as *const u8),
-        ("eh_base_value", eh_base_value as *const u8),
-        ("eh_unrelated_value", eh_unrelated_value as *const u8),
-    ]
-}
-
-/// Resolve a symbol for JIT type entries and the personality: the C++
-/// runtime's typeinfo, then the process's dynamic symbols.
-pub fn resolve_symbol(name: &str) -> Option<*const u8> {
-    // SAFETY: the runtime's typeinfo getters only return addresses.
-    match name {
-        "_ZTI4Base" => return Some(unsafe { eh_typeinfo_base() }),
-        "_ZTI9Unrelated" => return Some(unsafe { eh_typeinfo_unrelated() }),
-        _ => {}
-    }
-    let name = std::ffi::CString::new(name).ok()?;
-    // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name only looks
-    // the symbol up.
-    let ptr = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-    (!ptr.is_null()).then_some(ptr.cast())
-}
-
 /// A JIT-compiled file, its tables registered.
 pub struct JitFile {
-    /// The module and its registration.
-    pub module: JitModuleWithTables,
+    /// The module, with its registrations.
+    pub module: LsdaJitModule,
     /// The functions.
     pub functions: Vec<DefinedFunction>,
-    /// The policy, with the clause sets legalization interned.
-    pub policy: ClausePolicy,
 }
 
 /// JIT-compile every function of `file` for the host, with
 /// `__gxx_personality_v0` as the personality, and register the tables.
 pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<JitFile, ToolError> {
-    let lsda_err = |error| ToolError::Lsda {
-        function: "module".into(),
-        error,
-    };
     let host = cranelift_native::builder().map_err(|e| ToolError::Codegen(e.to_string()))?;
     let arch = host.triple().architecture;
     let file_isa = file
@@ -256,63 +192,17 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
     {
         builder.symbol(name, ptr);
     }
-    let mut module = JITModule::new(builder);
     let personality = resolve_symbol("__gxx_personality_v0")
         .ok_or_else(|| ToolError::Codegen("__gxx_personality_v0 is not loaded".into()))?;
-    let mut tables = JitExceptionTables::new(personality);
-    let mut policy = file.policy.clone();
-    let functions = define_all(
-        &mut module,
-        file,
-        &mut policy,
-        |isa, id, ctx, policy, prepared| tables.add_function(isa, id, ctx, policy, prepared),
-    )?;
-    let module = tables.register(module, resolve_symbol).map_err(lsda_err)?;
-    Ok(JitFile {
-        module,
-        functions,
-        policy,
-    })
-}
-
-/// What escaped a function called through the C++ runtime's `eh_call`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Escaped {
-    /// It returned normally.
-    Nothing,
-    /// A C++ `int`.
-    Int,
-    /// A `Base` (or `Derived`).
-    Base,
-    /// An `Unrelated`.
-    Unrelated,
-    /// A `double`.
-    Double,
-    /// Something else.
-    Other,
-}
-
-/// The outcome of one call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RunOutcome {
-    /// The return value, or the escaped exception's value.
-    pub value: i64,
-    /// What escaped.
-    pub escaped: Escaped,
-    /// How many cleanup pads ran (`eh_note_cleanup` calls).
-    pub cleanups: i64,
-}
-
-/// How many cleanup pads ran since the last reset (`eh_note_cleanup`).
-pub fn cleanup_count() -> i64 {
-    // SAFETY: reads a counter of the C++ runtime.
-    unsafe { eh_cleanups() }
-}
-
-/// Reset the cleanup counter.
-pub fn reset_cleanup_count() {
-    // SAFETY: writes a counter of the C++ runtime.
-    unsafe { eh_reset_cleanups() }
+    let policy: ClausePolicy = file.policy.clone();
+    let resolve = Box::new(resolve_symbol);
+    let mut module =
+        LsdaJitModule::new(builder, personality, policy, LandingPads::Legalize, resolve);
+    let functions = define_all(&mut module, file)?;
+    module
+        .finalize_definitions()
+        .map_err(|e| module_error("module", &Function::new(), e))?;
+    Ok(JitFile { module, functions })
 }
 
 impl JitFile {
@@ -336,26 +226,8 @@ impl JitFile {
             )));
         }
         let code = self.module.get_finalized_function(f.id);
-        let mut escaped = 0;
         // SAFETY: `code` is a finalized `(i64) -> i64 system_v` function of
-        // a module that stays alive (and registered) for this call, and
-        // `eh_call` catches every C++ exception it lets escape.
-        let value = unsafe {
-            eh_reset_cleanups();
-            eh_call(code, arg, &mut escaped)
-        };
-        Ok(RunOutcome {
-            value,
-            escaped: match escaped {
-                0 => Escaped::Nothing,
-                1 => Escaped::Int,
-                2 => Escaped::Base,
-                3 => Escaped::Unrelated,
-                4 => Escaped::Double,
-                _ => Escaped::Other,
-            },
-            // SAFETY: reads a counter.
-            cleanups: unsafe { eh_cleanups() },
-        })
+        // a module that stays alive (and registered) for this call.
+        Ok(unsafe { call_through_cxx(code, arg) })
     }
 }
