@@ -38,7 +38,7 @@
 //! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
 //! ```
 
-use clif_eh::module::Escaped;
+use eh_test_support::Escaped;
 use clif_eh::{ToolError, compile_function, directive_word, parse_encoding, parse_policy};
 use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
 use cranelift_codegen::isa::OwnedTargetIsa;

@@ -2,14 +2,13 @@
 //! elfutils' `eu-readelf --debug-dump=exception` from an ELF object built
 //! with the `object` crate; its decoding must agree with ours.
 
-mod support;
 
 use cranelift_lsda::{
     CallSite, CallSiteEncoding, Clause, ClauseList, LandingPad, LsdaEncoding, TypeEncoding,
-    TypeEntry, TypeTable, encode_lsda,
+    Lsda, RelocatedSection, SymbolIndex, TypeEntry, TypeTable,
 };
 use pretty_assertions::assert_eq;
-use support::{our_rows, readelf_rows, sleb_len};
+use eh_tests::{our_rows, readelf_rows, sleb_len};
 
 fn catch(name: &str) -> Clause {
     Clause::Catch(TypeEntry::symbol(name))
@@ -164,25 +163,31 @@ fn golden_bytes_and_eu_readelf_agree() {
     );
     for golden in goldens() {
         let types = types_of(&golden.sites);
-        let lsda = encode_lsda(&golden.sites, golden.code_len, &types, golden.encoding)
+        let lsda = Lsda::new(&golden.sites, golden.code_len, &types, golden.encoding, 8)
             .unwrap()
             .unwrap();
-        assert_eq!(lsda.bytes, golden.bytes, "{}", golden.name);
+        let mut section = RelocatedSection::new(gimli::RunTimeEndian::Little);
+        let mut symbols = SymbolIndex::default();
+        lsda.write(&mut section, |name| Some(symbols.address(name.to_string())))
+            .unwrap();
+        let bytes = section.bytes();
+        assert_eq!(bytes, golden.bytes, "{}", golden.name);
 
-        let object = support::lsda_object(&lsda);
-        let path = support::scratch_file(&format!("{}.o", golden.name), &object);
-        let text = support::run_tool("eu-readelf", &["--debug-dump=exception"], &path);
+        let object = eh_tests::lsda_object(&lsda);
+        let path = eh_tests::scratch_file(&format!("{}.o", golden.name), &object);
+        let text = eh_tests::run_tool("eu-readelf", &["--debug-dump=exception"], &path);
         assert_eq!(
             readelf_rows(&text),
-            our_rows(&lsda, golden.encoding),
+            our_rows(&lsda),
             "{}: eu-readelf disagrees:\n{text}",
             golden.name
         );
         let ttype = match golden.encoding.types {
-            _ if lsda.bytes[1] == 0xff => "(omit)",
+            _ if bytes[1] == 0xff => "(omit)",
             TypeEncoding::Absptr => "(absptr)",
             TypeEncoding::PcRelSdata4 => "(sdata4 pcrel)",
             TypeEncoding::IndirectPcRelSdata4 => "(sdata4 pcrel indirect)",
+            other => panic!("no golden table uses {other:?}"),
         };
         assert!(
             text.lines()
@@ -193,7 +198,7 @@ fn golden_bytes_and_eu_readelf_agree() {
         println!(
             "{:<26} {:>8} {:>22}",
             golden.name,
-            lsda.bytes.len(),
+            bytes.len(),
             one_entry_per_call_udata4(&golden.sites, &types, golden.encoding)
         );
     }
@@ -203,6 +208,7 @@ fn golden_bytes_and_eu_readelf_agree() {
 /// (one udata4 record per call, no coalescing, one action chain per call
 /// with no sharing), computed field by field.
 fn one_entry_per_call_udata4(sites: &[CallSite], types: &TypeTable, enc: LsdaEncoding) -> usize {
+    let uleb_len = |v: usize| gimli::leb128::write::uleb128_size(v as u64);
     let mut records = 0;
     let mut actions = 0;
     let mut max_type = 0;
@@ -217,13 +223,13 @@ fn one_entry_per_call_udata4(sites: &[CallSite], types: &TypeTable, enc: LsdaEnc
                 let filter = match c {
                     Clause::Cleanup => 0,
                     Clause::Catch(e) => types.filter(e).unwrap(),
+                    other => panic!("unexpected clause {other}"),
                 };
                 max_type = max_type.max(filter);
                 chain_bytes += sleb_len(i64::from(filter)) as usize + 1;
             }
         }
         let action = if chain_bytes == 0 { 0 } else { actions + 1 };
-        let uleb_len = |v: usize| (usize::BITS - v.max(1).leading_zeros()).div_ceil(7) as usize;
         records += 12 + uleb_len(action);
         actions += chain_bytes;
     }
@@ -231,7 +237,6 @@ fn one_entry_per_call_udata4(sites: &[CallSite], types: &TypeTable, enc: LsdaEnc
         TypeEncoding::Absptr => 8,
         _ => 4,
     };
-    let uleb_len = |v: usize| (usize::BITS - v.max(1).leading_zeros()).div_ceil(7) as usize;
     // Call-site encoding byte, table length, records, action table.
     let body = 1 + uleb_len(records) + records + actions;
     if max_type == 0 {

@@ -3,8 +3,7 @@
 //! `__gxx_personality_v0`; a Rust panic crossing Cranelift frames. The same
 //! checks run under LLVM libunwind in `tests/jit-llvm-libunwind`.
 
-#[macro_use]
-mod support;
+use eh_tests::jit_checks;
 
 #[test]
 fn runs_under_libgcc() {
@@ -18,5 +17,5 @@ jit_checks!();
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {
-    support::jit::tables_are_deregistered_before_the_code_is_freed();
+    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed();
 }

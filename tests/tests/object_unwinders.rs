@@ -4,13 +4,12 @@
 //! library, caught by libstdc++'s `__gxx_personality_v0`. The linked tables
 //! are read back by our dump and by readelf, llvm-dwarfdump and eu-readelf.
 
-mod support;
 
 use clif_eh::dump::{EhDump, dump_elf};
 use pretty_assertions::assert_eq;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use support::{Outcome, cxx_suite, expected_outcomes};
+use eh_tests::{Outcome, cxx_suite, expected_suite_outcomes as expected_outcomes};
 
 const RUNTIME: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -156,7 +155,7 @@ fn libstdcxx_catches_in_a_shared_library() {
     assert_eq!(outcomes, expected_outcomes());
 
     let dump = dump_elf(&std::fs::read(&lib).unwrap()).unwrap();
-    for function in support::SUITE_FUNCTIONS {
+    for function in eh_tests::SUITE_FUNCTIONS {
         let fde = dump
             .fdes
             .iter()
@@ -281,11 +280,11 @@ fn readelf_llvm_dwarfdump_and_eu_readelf_agree_with_our_decoding() {
     assert_eq!(with_lsda.count(), 9, "handler-free functions have no LSDA");
 
     // llvm-dwarfdump: augmentation, personality pointer, FDE ranges, LSDA addresses.
-    let text = support::run_tool("llvm-dwarfdump", &["--eh-frame"], &exe);
+    let text = eh_tests::run_tool("llvm-dwarfdump", &["--eh-frame"], &exe);
     assert_eq!(dwarfdump_frames(&text, &ours), our_frames(&dump, &ours));
 
     // readelf: augmentation strings per CIE, FDE ranges and CIEs.
-    let text = support::run_tool("readelf", &["--debug-dump=frames", "-W"], &exe);
+    let text = eh_tests::run_tool("readelf", &["--debug-dump=frames", "-W"], &exe);
     let mut readelf_cies = Vec::new();
     let mut readelf_fdes = Vec::new();
     for line in text.lines() {
@@ -332,16 +331,16 @@ fn readelf_llvm_dwarfdump_and_eu_readelf_agree_with_our_decoding() {
 
     // eu-readelf decodes only the first LSDA of a section, so each compiled
     // LSDA is wrapped alone, exactly as the golden tests do.
-    for compiled in support::compiled_suite() {
+    for compiled in eh_tests::compiled_suite() {
         let Some(lsda) = compiled.lsda else { continue };
-        let path = support::scratch_file(
+        let path = eh_tests::scratch_file(
             &format!("{}.o", compiled.name.trim_start_matches('%')),
-            &support::lsda_object(&lsda),
+            &eh_tests::lsda_object(&lsda),
         );
-        let text = support::run_tool("eu-readelf", &["--debug-dump=exception"], &path);
+        let text = eh_tests::run_tool("eu-readelf", &["--debug-dump=exception"], &path);
         assert_eq!(
-            support::readelf_rows(&text),
-            support::our_rows(&lsda, cranelift_lsda::LsdaEncoding::object()),
+            eh_tests::readelf_rows(&text),
+            eh_tests::our_rows(&lsda),
             "{}",
             compiled.name
         );

@@ -26,7 +26,7 @@
 
 use crate::compiled::{CompiledTables, tables_for_compiled};
 use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of};
-use crate::encode::{LsdaEncoding, TypeEncoding};
+use crate::encode::{Lsda, LsdaEncoding, TypeEncoding};
 use crate::error::{FormError, LsdaError, LsdaResult, OutputError};
 use crate::landing_pad::PreparedFunction;
 use crate::module::{LandingPads, forward_module_declarations, prepare_function};
@@ -116,16 +116,10 @@ impl ObjectTables {
             tables_for_compiled(code, isa, policy, prepared, self.lsda_encoding)?;
         let lsda_address = match &lsda {
             None => None,
-            Some(lsda) => {
-                let symbols = &mut self.symbols;
-                let offset = lsda.write(&mut self.except_table, |name| {
-                    Some(symbols.address(TableSymbol::Named(name.into())))
-                })?;
-                Some(gimli::write::Address::Symbol {
-                    symbol: self.symbols.index(TableSymbol::ExceptTable),
-                    addend: offset as i64,
-                })
-            }
+            Some(lsda) => Some(gimli::write::Address::Symbol {
+                symbol: self.symbols.index(TableSymbol::ExceptTable),
+                addend: self.add_lsda(lsda)? as i64,
+            }),
         };
         let address = self.symbols.address(TableSymbol::Function(func_id));
         self.frames.add_function(address, &unwind, lsda_address)?;
@@ -133,9 +127,18 @@ impl ObjectTables {
         Ok(lsda.map(|l| l.len()))
     }
 
+    /// Append `lsda` to `.gcc_except_table`, type entries referring to
+    /// their symbols by name; returns its offset in the section.
+    pub fn add_lsda(&mut self, lsda: &Lsda) -> LsdaResult<usize> {
+        let symbols = &mut self.symbols;
+        lsda.write(&mut self.except_table, |name| {
+            Some(symbols.address(TableSymbol::Named(name.into())))
+        })
+    }
+
     /// Write `.gcc_except_table` and `.eh_frame` into `product`.
     pub fn finish(self, product: &mut ObjectProduct) -> LsdaResult<()> {
-        if self.functions == 0 {
+        if self.functions == 0 && self.except_table.bytes().is_empty() {
             return Ok(());
         }
         if product.object.format() != object::BinaryFormat::Elf {
@@ -161,6 +164,9 @@ impl ObjectTables {
             }
         }
 
+        if self.functions == 0 {
+            return Ok(());
+        }
         let mut eh_frame = EhFrame(RelocatedSection::new(self.except_table.endian()));
         self.frames.write(&mut eh_frame)?;
         let EhFrame(eh_frame) = eh_frame;

@@ -4,9 +4,7 @@
 // Links this package's library, which carries libunwind.so.1.
 extern crate eh_tests_llvm_libunwind as _;
 
-#[path = "../../tests/support/mod.rs"]
-#[macro_use]
-mod support;
+use eh_tests::jit_checks;
 
 #[test]
 fn runs_under_llvm_libunwind() {
@@ -14,7 +12,7 @@ fn runs_under_llvm_libunwind() {
         cranelift_lsda::detect_unwinder(),
         cranelift_lsda::Unwinder::LlvmLibunwind
     );
-    let library = support::jit::raise_exception_library();
+    let library = eh_tests::jit::raise_exception_library();
     assert!(library.contains("libunwind.so.1"), "{library}");
 }
 
@@ -22,5 +20,5 @@ jit_checks!();
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {
-    support::jit::tables_are_deregistered_before_the_code_is_freed();
+    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed();
 }

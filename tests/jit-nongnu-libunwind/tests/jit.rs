@@ -4,11 +4,10 @@
 // Links this package's library, which carries libunwind.so.8.
 extern crate eh_tests_nongnu_libunwind as _;
 
-#[path = "../../tests/support/mod.rs"]
-#[macro_use]
-mod support;
+use eh_tests::jit_checks;
 
-use clif_eh::module::{Escaped, jit_file};
+use clif_eh::module::jit_file;
+use eh_tests::Escaped;
 
 fn symbol(name: &str) -> *mut libc::c_void {
     let name = std::ffi::CString::new(name).unwrap();
@@ -22,7 +21,7 @@ fn runs_under_nongnu_libunwind() {
         cranelift_lsda::detect_unwinder(),
         cranelift_lsda::Unwinder::NongnuLibunwind
     );
-    let library = support::jit::raise_exception_library();
+    let library = eh_tests::jit::raise_exception_library();
     assert!(library.contains("libunwind.so.8"), "{library}");
 }
 
@@ -49,7 +48,7 @@ fn libunwind_finds(pc: *const u8) -> bool {
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {
-    let file = clif_eh::parse_file(&support::cxx_suite()).unwrap();
+    let file = clif_eh::parse_file(&eh_tests::cxx_suite()).unwrap();
     for _ in 0..3 {
         let jit = jit_file(&file, &[]).unwrap();
         let pc = jit.function_ptr("catch_base").unwrap().wrapping_add(1);

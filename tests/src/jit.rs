@@ -1,8 +1,8 @@
-//! The JIT checks, shared by this crate (libgcc_s) and
-//! `tests/jit-llvm-libunwind` (LLVM libunwind).
+//! The JIT checks, shared by this crate (libgcc_s) and the per-unwinder
+//! packages (LLVM libunwind, nongnu libunwind).
 
-use super::{Outcome, cxx_suite, expected_outcomes};
-use clif_eh::module::{Escaped, jit_file};
+use crate::{Escaped, Outcome, cleanup_count, cxx_suite, expected_suite_outcomes, reset_cleanup_count};
+use clif_eh::module::jit_file;
 use pretty_assertions::assert_eq;
 
 /// libstdc++ catches in JIT frames: the whole suite.
@@ -11,24 +11,17 @@ pub fn libstdcxx_catches_in_jit_frames() {
     let file = clif_eh::parse_file(&text).unwrap();
     let jit = jit_file(&file, &[]).unwrap();
     let mut actual = Vec::new();
-    for expected in expected_outcomes() {
+    for expected in expected_suite_outcomes() {
         let out = jit.call(&expected.function, expected.kind).unwrap();
         actual.push(Outcome {
             function: expected.function.clone(),
             kind: expected.kind,
             value: out.value,
-            escaped: match out.escaped {
-                Escaped::Nothing => 0,
-                Escaped::Int => 1,
-                Escaped::Base => 2,
-                Escaped::Unrelated => 3,
-                Escaped::Double => 4,
-                Escaped::Other => 5,
-            },
+            escaped: out.escaped.code(),
             cleanups: out.cleanups,
         });
     }
-    assert_eq!(actual, expected_outcomes());
+    assert_eq!(actual, expected_suite_outcomes());
 }
 
 extern "C-unwind" fn rust_may_panic(x: i64) -> i64 {
@@ -88,9 +81,9 @@ pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
     // tables are registered; it may unwind, hence "C-unwind".
     let outer: extern "C-unwind" fn(i64) -> i64 = unsafe { std::mem::transmute(code) };
 
-    clif_eh::module::reset_cleanup_count();
+    reset_cleanup_count();
     assert_eq!(std::panic::catch_unwind(|| outer(5)).unwrap(), 6);
-    assert_eq!(clif_eh::module::cleanup_count(), 0);
+    assert_eq!(cleanup_count(), 0);
 
     let caught = std::panic::catch_unwind(|| outer(1)).unwrap_err();
     assert_eq!(
@@ -98,7 +91,7 @@ pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
         Some("a Rust panic crossing Cranelift frames")
     );
     assert_eq!(
-        clif_eh::module::cleanup_count(),
+        cleanup_count(),
         2,
         "both frames' cleanup pads ran"
     );
