@@ -38,12 +38,12 @@
 //! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
 //! ```
 
-use eh_test_support::Escaped;
 use clif_eh::{ToolError, compile_function, directive_word, parse_encoding, parse_policy};
 use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_lsda::{ClausePolicy, legalize_landing_pads};
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
+use eh_test_support::Escaped;
 use similar::TextDiff;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -390,7 +390,7 @@ pub fn parse_run_directive(text: &str) -> Result<RunDirective, String> {
 
 /// `test run`: JIT-compile the file for the host, register its tables with
 /// the system unwinder, and check every `; run:` directive by calling the
-/// function through the C++ runtime (`clif-eh/cxx/eh_runtime.cpp`), which
+/// function through the C++ runtime (`tests/test-support/cxx/eh_runtime.cpp`), which
 /// reports what escaped. Each directive is one test.
 fn check_run(text: &str) -> FileResult {
     let file = match clif_eh::parse_file(text) {

@@ -1,7 +1,9 @@
 //! The JIT checks, shared by this crate (libgcc_s) and the per-unwinder
 //! packages (LLVM libunwind, nongnu libunwind).
 
-use crate::{Escaped, Outcome, cleanup_count, cxx_suite, expected_suite_outcomes, reset_cleanup_count};
+use crate::{
+    Escaped, Outcome, cleanup_count, cxx_suite, expected_suite_outcomes, reset_cleanup_count,
+};
 use clif_eh::module::jit_file;
 use pretty_assertions::assert_eq;
 
@@ -90,11 +92,7 @@ pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
         caught.downcast_ref::<&str>().copied(),
         Some("a Rust panic crossing Cranelift frames")
     );
-    assert_eq!(
-        cleanup_count(),
-        2,
-        "both frames' cleanup pads ran"
-    );
+    assert_eq!(cleanup_count(), 2, "both frames' cleanup pads ran");
 }
 
 unsafe extern "C" {

@@ -2,13 +2,12 @@
 //! elfutils' `eu-readelf --debug-dump=exception` from an ELF object built
 //! with the `object` crate; its decoding must agree with ours.
 
-
 use cranelift_lsda::{
-    CallSite, CallSiteEncoding, Clause, ClauseList, LandingPad, LsdaEncoding, TypeEncoding,
-    Lsda, RelocatedSection, SymbolIndex, TypeEntry, TypeTable,
+    CallSite, CallSiteEncoding, Clause, ClauseList, LandingPad, Lsda, LsdaEncoding,
+    RelocatedSection, SymbolIndex, TypeEncoding, TypeEntry, TypeTable,
 };
-use pretty_assertions::assert_eq;
 use eh_tests::{our_rows, readelf_rows, sleb_len};
+use pretty_assertions::assert_eq;
 
 fn catch(name: &str) -> Clause {
     Clause::Catch(TypeEntry::symbol(name))

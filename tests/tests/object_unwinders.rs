@@ -4,16 +4,15 @@
 //! library, caught by libstdc++'s `__gxx_personality_v0`. The linked tables
 //! are read back by our dump and by readelf, llvm-dwarfdump and eu-readelf.
 
-
 use clif_eh::dump::{EhDump, dump_elf};
+use eh_tests::{Outcome, cxx_suite, expected_suite_outcomes as expected_outcomes};
 use pretty_assertions::assert_eq;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use eh_tests::{Outcome, cxx_suite, expected_suite_outcomes as expected_outcomes};
 
 const RUNTIME: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../cranelift-patches/clif-eh/cxx/eh_runtime.cpp"
+    "/test-support/cxx/eh_runtime.cpp"
 );
 const MAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cxx/object_main.cpp");
 

@@ -16,7 +16,7 @@ use cranelift_codegen::ir::{
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
-use cranelift_lsda::{LsdaEncoding, check_landing_pad_form, lsda_for_compiled};
+use cranelift_lsda::{LsdaEncoding, check_landing_pad_form, tables_for_compiled};
 use std::sync::Arc;
 use wasmer_compiler::types::function::Compilation;
 use wasmer_compiler::types::module::CompileModuleInfo;
@@ -156,15 +156,14 @@ fn ours(isa: &OwnedTargetIsa, module: &ModuleInfo, clauses: usize, calls: usize)
     let mut ctx = cranelift_codegen::Context::for_function(func);
     let code = ctx.compile(&**isa, &mut ControlPlane::default()).unwrap();
     let len = code.code_buffer().len();
-    let lsda = lsda_for_compiled(
-        code.buffer.call_sites(),
-        len as u32,
+    let tables = tables_for_compiled(
+        code,
+        &**isa,
         policy.policy(),
         &prepared,
         LsdaEncoding::jit(),
-    )
-    .unwrap()
-    .map_or(0, |l| l.bytes.len());
+    );
+    let lsda = tables.unwrap().lsda.map_or(0, |l| l.len());
     (lsda, len)
 }
 

@@ -13,7 +13,7 @@
 
 use cranelift_codegen::ir::ExceptionTag;
 use cranelift_lsda::{
-    Clause, ClausePolicy, DefaultAction, LsdaError, LsdaResult, SelectorConvention, TypeEntry,
+    Clause, ClausePolicy, DefaultAction, LsdaResult, PolicyError, SelectorConvention, TypeEntry,
 };
 
 /// The symbol of the per-module tag data section: `u32` tag indices that
@@ -89,7 +89,7 @@ impl WasmerTagPolicy {
     /// The clause-set tag for a scope chain's clauses (already effective).
     pub fn clause_set(&mut self, clauses: &[WasmClause]) -> LsdaResult<ExceptionTag> {
         if clauses.is_empty() {
-            return Err(LsdaError::EmptyClauseList);
+            return Err(PolicyError::EmptyClauseList.into());
         }
         let list: Vec<Clause> = clauses
             .iter()
@@ -98,7 +98,7 @@ impl WasmerTagPolicy {
                 WasmClause::CatchAll => Clause::Catch(TypeEntry::CatchAll),
             })
             .collect();
-        self.policy.intern_clause_set(list)
+        Ok(self.policy.intern_clause_set(list)?)
     }
 
     /// The generic policy, for the encoder.
@@ -150,6 +150,6 @@ mod tests {
         // The same chain again: the same tag, no new slots.
         assert_eq!(p.clause_set(&clauses).unwrap(), set);
         assert_eq!(p.tag_data(), [7, 3]);
-        assert_eq!(p.clause_set(&[]), Err(LsdaError::EmptyClauseList));
+        assert_eq!(p.clause_set(&[]), Err(PolicyError::EmptyClauseList.into()));
     }
 }

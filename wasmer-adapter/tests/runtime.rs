@@ -24,7 +24,7 @@ use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_lsda::{JitExceptionTables, JitModuleWithTables, check_landing_pad_form};
+use cranelift_lsda::{JitTables, Registration, check_landing_pad_form};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use std::cell::RefCell;
 use wasmer_eh_adapter::{
@@ -127,7 +127,7 @@ enum Clause {
 
 struct Harness {
     module: JITModule,
-    tables: JitExceptionTables,
+    tables: JitTables,
     policy: WasmerTagPolicy,
     builtins: VmBuiltins,
     offsets: VMOffsets,
@@ -155,9 +155,7 @@ impl Harness {
         let offsets = VMOffsets::try_new(8, &ModuleInfo::new()).unwrap();
         let builtins = VmBuiltins::new(&offsets, types::I64, CallConv::SystemV);
         Self {
-            tables: JitExceptionTables::new(
-                wasmer_vm::libcalls::wasmer_eh_personality as *const u8,
-            ),
+            tables: JitTables::new(wasmer_vm::libcalls::wasmer_eh_personality as *const u8),
             module,
             policy: WasmerTagPolicy::new(),
             builtins,
@@ -350,8 +348,9 @@ impl Harness {
         let prepared = check_landing_pad_form(&ctx.func, self.module.isa(), self.policy.policy())
             .unwrap_or_else(|e| panic!("{e}\n{}", ctx.func.display()));
         self.module.define_function(id, &mut ctx).unwrap();
+        let code = ctx.compiled_code().unwrap();
         self.tables
-            .add_function(self.module.isa(), id, &ctx, self.policy.policy(), &prepared)
+            .add_function(self.module.isa(), id, code, self.policy.policy(), &prepared)
             .unwrap();
         self.module.clear_context(&mut ctx);
         self.ctx = ctx;
@@ -359,15 +358,16 @@ impl Harness {
         id
     }
 
-    fn finish(self) -> (JitModuleWithTables, Vec<u64>) {
+    fn finish(mut self) -> (Jit, Vec<u64>) {
         let tag_data: &'static [u32] =
             Box::leak(self.policy.tag_data().to_vec().into_boxed_slice());
-        let jit = self
-            .tables
-            .register(self.module, |name| {
-                (name == TAG_DATA_SYMBOL).then_some(tag_data.as_ptr().cast::<u8>())
-            })
-            .unwrap();
+        self.module.finalize_definitions().unwrap();
+        let resolve = |name: &str| (name == TAG_DATA_SYMBOL).then_some(tag_data.as_ptr().cast());
+        let registration = self.tables.register(&self.module, &resolve).unwrap();
+        let jit = Jit {
+            _registration: registration,
+            module: self.module,
+        };
         // A vmctx with the exception builtins at wasmer-types' offsets.
         let size = self.offsets.vmctx_builtin_functions_begin() as usize / 8 + 64;
         let mut vmctx = vec![0u64; size];
@@ -387,10 +387,22 @@ impl Harness {
     }
 }
 
+/// A finalized module and its registered tables (deregistered first).
+struct Jit {
+    _registration: Option<Registration>,
+    module: JITModule,
+}
+
+impl Jit {
+    fn get_finalized_function(&self, id: FuncId) -> *const u8 {
+        self.module.get_finalized_function(id)
+    }
+}
+
 /// Call `entry(vmctx, exnref)` with `payload` in the exception's buffer;
 /// returns the result and what stage 2 saw.
 fn run(
-    jit: &JitModuleWithTables,
+    jit: &Jit,
     vmctx: &mut [u64],
     entry: FuncId,
     exnref: i32,

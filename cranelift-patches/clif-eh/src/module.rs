@@ -151,9 +151,8 @@ pub fn emit_object(
     let builder = ObjectBuilder::new(isa.clone(), "clif-eh", default_libcall_names())
         .map_err(|e| ToolError::Codegen(e.to_string()))?;
     let policy = file.policy.clone();
-    let mut module =
-        LsdaObjectModule::new(builder, personality, policy, LandingPads::Legalize)
-            .map_err(module_lsda_error)?;
+    let mut module = LsdaObjectModule::new(builder, personality, policy, LandingPads::Legalize)
+        .map_err(module_lsda_error)?;
     define_all(&mut module, file)?;
     let product = module.finish().map_err(module_lsda_error)?;
     product

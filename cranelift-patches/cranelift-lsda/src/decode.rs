@@ -358,7 +358,8 @@ fn decode_chain(
         chain.push(match filter {
             0 => DecodedAction::Cleanup,
             f if f > 0 => DecodedAction::Catch(
-                u32::try_from(f).map_err(|_| malformed(record, Malformation::TypeFilterTooLarge(f)))?,
+                u32::try_from(f)
+                    .map_err(|_| malformed(record, Malformation::TypeFilterTooLarge(f)))?,
             ),
             f => DecodedAction::ExceptionSpec(f),
         });

@@ -24,9 +24,9 @@
 use crate::decode::{DecodedLsda, decode_lsda};
 use crate::eh_frame::{RelocatedSection, SymbolIndex};
 use crate::error::{EncodeError, LsdaResult};
-use alloc::string::String;
 use crate::policy::{Clause, ClauseList, TypeEntry, TypeTable};
 use alloc::collections::BTreeMap;
+use alloc::string::String;
 use alloc::vec::Vec;
 use gimli::constants::{self, DwEhPe};
 use gimli::leb128::write::{Leb128, uleb128_size};
@@ -319,7 +319,11 @@ impl Lsda {
         let mut table = CallSiteTable::default();
         let mut prev_end = 0u32;
         for site in call_sites {
-            let bound = if site.ret_addr <= prev_end { prev_end } else { code_len };
+            let bound = if site.ret_addr <= prev_end {
+                prev_end
+            } else {
+                code_len
+            };
             if site.ret_addr <= prev_end || site.ret_addr > code_len {
                 return Err(EncodeError::CallSiteOutOfOrder {
                     ret_addr: site.ret_addr,
@@ -386,7 +390,9 @@ impl Lsda {
     /// The size in bytes of the header fields after the TType base field,
     /// the call-site table and the action table.
     fn body_len(&self) -> usize {
-        1 + uleb128_size(self.call_sites_len as u64) + self.call_sites_len + self.actions.bytes.len()
+        1 + uleb128_size(self.call_sites_len as u64)
+            + self.call_sites_len
+            + self.actions.bytes.len()
     }
 
     /// The TType base offset counts the bytes after its own field, which
@@ -478,7 +484,9 @@ impl Lsda {
     pub fn decode_back(&self, endian: gimli::RunTimeEndian) -> LsdaResult<DecodedLsda> {
         let mut section = RelocatedSection::new(endian);
         let mut symbols = SymbolIndex::default();
-        self.write(&mut section, |name| Some(symbols.address(String::from(name))))?;
+        self.write(&mut section, |name| {
+            Some(symbols.address(String::from(name)))
+        })?;
         let mut decoded = decode_lsda(section.bytes(), endian, self.address_size)?;
         decoded.name_entries(|offset| {
             let reloc = section.relocation_at(offset)?;
@@ -534,7 +542,11 @@ fn check_pad(offset: u32, code_len: u32) -> LsdaResult<u32> {
 
 /// The action field of a pad with `clauses`: 0 for a lone cleanup, else
 /// the chain of their type filters.
-fn action_of(actions: &mut ActionTable, clauses: &ClauseList, types: &TypeTable) -> LsdaResult<u32> {
+fn action_of(
+    actions: &mut ActionTable,
+    clauses: &ClauseList,
+    types: &TypeTable,
+) -> LsdaResult<u32> {
     if clauses.is_cleanup_only() {
         return Ok(0);
     }
@@ -673,9 +685,8 @@ mod tests {
         let types = TypeTable::new();
         let cleanup = [Clause::Cleanup];
         let enc = LsdaEncoding::object();
-        let err = |sites: &[CallSite], types: &TypeTable, enc| {
-            encode(sites, 16, types, enc).unwrap_err()
-        };
+        let err =
+            |sites: &[CallSite], types: &TypeTable, enc| encode(sites, 16, types, enc).unwrap_err();
         assert!(matches!(
             err(&[site(8, pad(2, &cleanup)), site(8, None)], &types, enc),
             LsdaError::Encode(EncodeError::CallSiteOutOfOrder { bound: 8, .. })

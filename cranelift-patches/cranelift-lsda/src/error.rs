@@ -218,7 +218,10 @@ impl fmt::Display for FormError {
                 "catch destination argument `{arg}` has no landing-pad equivalent"
             ),
             Self::InvalidInput(errors) => {
-                write!(f, "IR error: the input function fails verification: {errors}")
+                write!(
+                    f,
+                    "IR error: the input function fails verification: {errors}"
+                )
             }
             Self::InvalidOutput(errors) => write!(
                 f,

@@ -125,11 +125,14 @@ pub fn catch_items(
     let table = func.dfg.insts[inst]
         .exception_table()
         .map(|et| &func.dfg.exception_tables[et]);
-    table.into_iter().flat_map(|t| t.items()).filter_map(|item| match item {
-        ExceptionTableItem::Tag(tag, call) => Some((Some(tag), call)),
-        ExceptionTableItem::Default(call) => Some((None, call)),
-        ExceptionTableItem::Context(_) => None,
-    })
+    table
+        .into_iter()
+        .flat_map(|t| t.items())
+        .filter_map(|item| match item {
+            ExceptionTableItem::Tag(tag, call) => Some((Some(tag), call)),
+            ExceptionTableItem::Default(call) => Some((None, call)),
+            ExceptionTableItem::Context(_) => None,
+        })
 }
 
 /// The normalized clause list of the `try_call` `inst` under `policy`, or
@@ -168,7 +171,11 @@ pub fn analyze_landing_pads(
         let call_conv = func.dfg.signatures[func.dfg.exception_tables[et].signature()].call_conv;
         let has_catch = catch_items(func, inst).next().is_some();
         if has_catch && !call_conv_has_landing_pads(isa, call_conv) {
-            return Err(FormError::UnsupportedCallConv { inst: text, call_conv }.into());
+            return Err(FormError::UnsupportedCallConv {
+                inst: text,
+                call_conv,
+            }
+            .into());
         }
         let form = form_of(func, inst);
         reports.push(TryCallReport {

@@ -142,7 +142,9 @@ impl ObjectTables {
             return Ok(());
         }
         if product.object.format() != object::BinaryFormat::Elf {
-            return Err(OutputError::UnsupportedFormat(format_name(product.object.format())).into());
+            return Err(
+                OutputError::UnsupportedFormat(format_name(product.object.format())).into(),
+            );
         }
         let eh_frame_id = product.object.section_id(StandardSection::EhFrame);
         if !product.object.section(eh_frame_id).data().is_empty() {
@@ -170,7 +172,13 @@ impl ObjectTables {
         let mut eh_frame = EhFrame(RelocatedSection::new(self.except_table.endian()));
         self.frames.write(&mut eh_frame)?;
         let EhFrame(eh_frame) = eh_frame;
-        let alignment = u64::from(product.object.architecture().address_size().map_or(8, |s| s.bytes()));
+        let alignment = u64::from(
+            product
+                .object
+                .architecture()
+                .address_size()
+                .map_or(8, |s| s.bytes()),
+        );
         product
             .object
             .append_section_data(eh_frame_id, eh_frame.bytes(), alignment);
@@ -201,7 +209,11 @@ impl ObjectTables {
             .symbols
             .get(index)
             .ok_or(OutputError::UnsupportedRelocationTarget)?;
-        let size = product.object.architecture().address_size().map_or(8, |s| s.bytes());
+        let size = product
+            .object
+            .architecture()
+            .address_size()
+            .map_or(8, |s| s.bytes());
         let (symbol, addend) = match target {
             TableSymbol::Function(func_id) => {
                 let (symbol, offset) = section_relative(product, *func_id)?;
@@ -405,7 +417,9 @@ impl Module for LsdaObjectModule {
         let prepared = prepare_function(&mut ctx.func, isa, &mut self.policy, self.landing_pads)?;
         self.module
             .define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
-        let code = ctx.compiled_code().ok_or(LsdaError::from(FormError::NotCompiled))?;
+        let code = ctx
+            .compiled_code()
+            .ok_or(LsdaError::from(FormError::NotCompiled))?;
         let isa = self.module.isa();
         self.tables
             .add_function(isa, func_id, code, &self.policy, &prepared)?;

@@ -258,10 +258,9 @@ impl ClausePolicy {
             return Ok(ExceptionTag::from_u32(tag));
         }
         let fresh = match self.tags.last_key_value() {
-            Some((&last, _)) if last >= CLAUSE_SET_TAG_BASE => {
-                last.checked_add(1)
-                    .ok_or(PolicyError::ClauseSetTagsExhausted)?
-            }
+            Some((&last, _)) if last >= CLAUSE_SET_TAG_BASE => last
+                .checked_add(1)
+                .ok_or(PolicyError::ClauseSetTagsExhausted)?,
             _ => CLAUSE_SET_TAG_BASE,
         };
         let tag = ExceptionTag::from_u32(fresh);
@@ -359,7 +358,8 @@ impl TypeTable {
             return Ok(index);
         }
         // Filters are SLEB128 action fields the personality reads as i32.
-        let index = i32::try_from(self.entries.len() + 1).map_err(|_| PolicyError::TypeTableFull)?;
+        let index =
+            i32::try_from(self.entries.len() + 1).map_err(|_| PolicyError::TypeTableFull)?;
         self.entries.push(entry.clone());
         Ok(index as u32)
     }

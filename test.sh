@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need on a Debian
+# machine (missing packages only; as root, or through sudo), then runs every
+# test of the workspace and prints one totals line.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Independent decoders: eu-readelf (elfutils), readelf (binutils),
+# llvm-dwarfdump (llvm). g++: the C++ runtime and linked executables.
+# Unwinders: libunwind-14 (LLVM, libunwind.so.1) and libunwind8 (nongnu,
+# libunwind.so.8); their -dev packages conflict, and the tests link the
+# runtime libraries by path, so only the runtimes are installed.
+packages=(elfutils binutils g++ llvm libunwind-14 libunwind8)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||
+        missing+=("$package")
+done
+if ((${#missing[@]})); then
+    if ! command -v apt-get >/dev/null; then
+        echo "test.sh: install ${missing[*]} (Debian package names) and run again" >&2
+        exit 1
+    fi
+    sudo=()
+    ((EUID == 0)) || sudo=(sudo)
+    echo "test.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# cranelift 0.136.0 and wasmer 7.5.0 declare rust-version 1.96; 1.95 builds
+# them cleanly (see README).
+log=$(mktemp)
+set +e
+cargo test --workspace --ignore-rust-version 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# cargo's last line is the doc-test run of the last crate, which may hold
+# no test: sum every binary's results, and the filetests runner's.
+awk '/^test result:/ { p += $4; f += $6 } /^filetests: [0-9]+ passed/ { p += $2; f += $4 }
+     END { printf "totals: %d passed, %d failed\n", p, f }' "$log"
+rm -f "$log"
+exit "$status"
