@@ -450,7 +450,7 @@ impl Lsda {
         w: &mut W,
         mut symbol_address: impl FnMut(&str) -> Option<Address>,
     ) -> LsdaResult<usize> {
-        while w.len() % 4 != 0 {
+        while !w.len().is_multiple_of(4) {
             w.write_u8(0)?;
         }
         let start = w.len();

@@ -233,6 +233,8 @@ impl LsdaJitModule {
     }
 
     /// Finalize the functions defined so far and register their tables.
+    // The signature of `JITModule::finalize_definitions`, which this wraps.
+    #[allow(clippy::result_large_err)]
     pub fn finalize_definitions(&mut self) -> ModuleResult<()> {
         self.module.finalize_definitions()?;
         if let Some(registration) = self.tables.register(&self.module, &*self.resolve)? {

@@ -36,6 +36,7 @@ pub fn prepare_function(
 }
 
 /// The `Module` methods a wrapper forwards to its `$inner` module.
+#[cfg(any(feature = "object", feature = "jit"))]
 macro_rules! forward_module_declarations {
     ($inner:ident) => {
         fn isa(&self) -> &dyn cranelift_codegen::isa::TargetIsa {
@@ -103,4 +104,5 @@ macro_rules! forward_module_declarations {
     };
 }
 
+#[cfg(any(feature = "object", feature = "jit"))]
 pub(crate) use forward_module_declarations;
