@@ -35,6 +35,35 @@ pub fn prepare_function(
     }
 }
 
+/// What a wrapper's `define_function` does: put `ctx.func` into
+/// landing-pad form, define it in `module`, and give its compiled code to
+/// `record`.
+#[cfg(any(feature = "object", feature = "jit"))]
+// The `Module::define_function_with_control_plane` signature it implements.
+#[allow(clippy::result_large_err)]
+pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module>(
+    module: &mut M,
+    policy: &mut ClausePolicy,
+    mode: LandingPads,
+    func_id: cranelift_module::FuncId,
+    ctx: &mut cranelift_codegen::Context,
+    ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
+    record: impl FnOnce(
+        &dyn TargetIsa,
+        &cranelift_codegen::CompiledCode,
+        &ClausePolicy,
+        &PreparedFunction,
+    ) -> LsdaResult<Option<usize>>,
+) -> cranelift_module::ModuleResult<()> {
+    let prepared = prepare_function(&mut ctx.func, module.isa(), policy, mode)?;
+    module.define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
+    let code = ctx
+        .compiled_code()
+        .ok_or(crate::LsdaError::from(crate::FormError::NotCompiled))?;
+    record(module.isa(), code, policy, &prepared)?;
+    Ok(())
+}
+
 /// The `Module` methods a wrapper forwards to its `$inner` module.
 #[cfg(any(feature = "object", feature = "jit"))]
 macro_rules! forward_module_declarations {

@@ -27,9 +27,9 @@
 use crate::compiled::{CompiledTables, tables_for_compiled};
 use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of};
 use crate::encode::{Lsda, LsdaEncoding, TypeEncoding};
-use crate::error::{FormError, LsdaError, LsdaResult, OutputError};
+use crate::error::{LsdaResult, OutputError};
 use crate::landing_pad::PreparedFunction;
-use crate::module::{LandingPads, forward_module_declarations, prepare_function};
+use crate::module::{LandingPads, define_in_landing_pad_form, forward_module_declarations};
 use crate::policy::ClausePolicy;
 use alloc::format;
 use alloc::string::String;
@@ -413,16 +413,15 @@ impl Module for LsdaObjectModule {
         ctx: &mut cranelift_codegen::Context,
         ctrl_plane: &mut ControlPlane,
     ) -> ModuleResult<()> {
-        let isa = self.module.isa();
-        let prepared = prepare_function(&mut ctx.func, isa, &mut self.policy, self.landing_pads)?;
-        self.module
-            .define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
-        let code = ctx
-            .compiled_code()
-            .ok_or(LsdaError::from(FormError::NotCompiled))?;
-        let isa = self.module.isa();
-        self.tables
-            .add_function(isa, func_id, code, &self.policy, &prepared)?;
-        Ok(())
+        let tables = &mut self.tables;
+        define_in_landing_pad_form(
+            &mut self.module,
+            &mut self.policy,
+            self.landing_pads,
+            func_id,
+            ctx,
+            ctrl_plane,
+            |isa, code, policy, prepared| tables.add_function(isa, func_id, code, policy, prepared),
+        )
     }
 }
