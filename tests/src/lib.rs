@@ -35,7 +35,10 @@ pub fn predicted_selectors() -> impl Fn(&str, &str) -> i64 {
     use cranelift_lsda::{Clause, TypeEntry};
     let rows: std::collections::HashMap<String, Vec<Vec<(Clause, i64)>>> = compiled_suite()
         .into_iter()
-        .map(|c| (c.name.trim_start_matches('%').to_string(), c.selectors))
+        .map(|c| {
+            let rows = c.prepared.reports().iter().map(|r| r.selectors.clone());
+            (c.name.trim_start_matches('%').to_string(), rows.collect())
+        })
         .collect();
     move |function: &str, type_name: &str| {
         let clause = match type_name {

@@ -17,5 +17,5 @@ jit_checks!();
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {
-    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed();
+    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed(eh_tests::jit::unwinder_finds);
 }

@@ -9,7 +9,7 @@
 
 use crate::ToolError;
 use core::fmt;
-use cranelift_lsda::{DecodedLsda, decode_lsda};
+use cranelift_lsda::{DecodedLsda, DecodedTypeEntry, decode_lsda};
 use gimli::{BaseAddresses, CieOrFde, EhFrame, EhFrameHdr, Pointer, RunTimeEndian, UnwindSection};
 use object::{Object, ObjectKind, ObjectSection, ObjectSymbol, RelocationKind, RelocationTarget};
 use std::collections::BTreeMap;
@@ -335,22 +335,22 @@ fn decode_at(image: &Image, address: u64) -> Result<DecodedLsda, ToolError> {
     let bytes = &data[(address - base) as usize..];
     let mut decoded = decode_lsda(bytes, image.endian, image.address_size).map_err(bad)?;
     // Name PC-relative (and indirect) type entries by the symbol they reach.
-    let names: Vec<Option<String>> = (1..=decoded.type_entries.len())
-        .map(|index| {
-            let (target, indirect) = decoded.type_entry_target(index, address)?;
-            let target = if indirect {
-                image.read_pointer(target)?
-            } else {
-                target
+    for index in 1..=decoded.type_entries.len() {
+        let Some((target, indirect)) = decoded.type_entry_target(index, address) else {
+            continue;
+        };
+        let target = match indirect {
+            true => image.read_pointer(target),
+            false => Some(target),
+        };
+        if let Some(name) = target.and_then(|t| image.symbol_at(t)) {
+            decoded.type_entries[index - 1] = DecodedTypeEntry::Symbol {
+                name,
+                addend: 0,
+                indirect,
             };
-            image.symbol_at(target)
-        })
-        .collect();
-    let offsets = decoded.type_entry_offsets.clone();
-    decoded.name_entries(|offset| {
-        let index = offsets.iter().position(|&o| o == offset)?;
-        Some((names[index].clone()?, 0))
-    });
+        }
+    }
     Ok(decoded)
 }
 

@@ -290,8 +290,6 @@ pub struct CompiledFunction {
     pub lsda: Option<Lsda>,
     /// The LSDA decoded back.
     pub decoded: Option<DecodedLsda>,
-    /// Each try_call's clauses with the selector its pad receives.
-    pub selectors: Vec<Vec<(Clause, i64)>>,
 }
 
 /// Legalize, compile and encode one function.
@@ -308,12 +306,6 @@ pub fn compile_function(
     };
     let mut legalized = func.clone();
     let prepared = legalize_landing_pads(&mut legalized, &**isa, policy).map_err(lsda_err)?;
-    let selectors = prepared
-        .reports()
-        .iter()
-        .filter(|r| !r.selectors.is_empty())
-        .map(|r| r.selectors.clone())
-        .collect();
 
     let mut ctx = Context::for_function(legalized.clone());
     let compiled = ctx
@@ -335,14 +327,14 @@ pub fn compile_function(
         code,
         lsda: tables.lsda,
         decoded,
-        selectors,
     })
 }
 
 impl fmt::Display for CompiledFunction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "function {}: {} code bytes", self.name, self.code.len())?;
-        for (i, row) in self.selectors.iter().enumerate() {
+        let rows = self.prepared.reports().iter().map(|r| &r.selectors);
+        for (i, row) in rows.filter(|row| !row.is_empty()).enumerate() {
             write!(f, "  try_call #{i} selectors:")?;
             for (clause, selector) in row {
                 write!(f, " {clause} => {selector};")?;

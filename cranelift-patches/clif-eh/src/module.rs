@@ -38,9 +38,12 @@ pub struct DefinedFunction {
 /// to compile `func`.
 fn module_error(name: &str, func: &Function, err: ModuleError) -> ToolError {
     match err {
-        ModuleError::Backend(e) if e.is::<LsdaError>() => ToolError::Lsda {
-            function: format!("%{name}"),
-            error: e.downcast::<LsdaError>().expect("checked with is"),
+        ModuleError::Backend(e) => match e.downcast::<LsdaError>() {
+            Ok(error) => ToolError::Lsda {
+                function: format!("%{name}"),
+                error,
+            },
+            Err(other) => ToolError::Codegen(ModuleError::Backend(other).to_string()),
         },
         ModuleError::Compilation(err) => {
             ToolError::Codegen(cranelift_codegen::print_errors::pretty_error(func, err))

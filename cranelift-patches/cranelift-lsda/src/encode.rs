@@ -373,16 +373,6 @@ impl Lsda {
         &self.call_sites
     }
 
-    /// The type entries, index 1 first.
-    pub fn type_entries(&self) -> &[TypeEntry] {
-        &self.type_entries
-    }
-
-    /// The encodings.
-    pub fn encoding(&self) -> LsdaEncoding {
-        self.encoding
-    }
-
     fn types_len(&self) -> usize {
         self.type_entries.len() * usize::from(self.encoding.types.entry_size(self.address_size))
     }
@@ -425,7 +415,8 @@ impl Lsda {
             })
     }
 
-    /// Its size in bytes.
+    /// Its size in bytes (never empty: it has at least its header).
+    #[allow(clippy::len_without_is_empty)]
     pub fn len(&self) -> usize {
         match self.types_layout {
             None => 2 + self.body_len(),
@@ -433,11 +424,6 @@ impl Lsda {
                 2 + layout.field_width + self.body_len() + layout.padding + self.types_len()
             }
         }
-    }
-
-    /// Always false: an LSDA has at least its header.
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Append the LSDA to `w` (a `.gcc_except_table` being written), first

@@ -395,7 +395,12 @@ impl fmt::Display for DecodeError {
 #[non_exhaustive]
 pub enum OutputError {
     /// Only ELF objects get `.eh_frame` and `.gcc_except_table`.
-    UnsupportedFormat(&'static str),
+    #[cfg(feature = "object")]
+    UnsupportedFormat(object::BinaryFormat),
+    /// Objects need PC-relative type entries: `absptr` ones would put
+    /// absolute relocations (text relocations in shared libraries) into the
+    /// read-only `.gcc_except_table`.
+    AbsptrTypeTableInObject,
     /// A relocation with a pointer encoding objects cannot express.
     UnsupportedPointerEncoding(DwEhPe),
     /// A relocation against something that is not a symbol.
@@ -422,9 +427,14 @@ pub enum OutputError {
 impl fmt::Display for OutputError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            #[cfg(feature = "object")]
             Self::UnsupportedFormat(format) => write!(
                 f,
-                "{format} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
+                "{format:?} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
+            ),
+            Self::AbsptrTypeTableInObject => write!(
+                f,
+                "objects need PC-relative type entries (pcrel or indirect|pcrel), not absptr"
             ),
             Self::UnsupportedPointerEncoding(pe) => {
                 write!(f, "pointer encoding {:#x} has no object relocation", pe.0)

@@ -135,13 +135,15 @@ impl JitTables {
         if self.pending.is_empty() {
             return Ok(None);
         }
-        let pending = core::mem::take(&mut self.pending);
+        // Kept until registered: a failure (e.g. an unresolved type entry)
+        // leaves them pending, never silently unregistered.
+        let pending = &self.pending;
         let isa = module.isa();
         let endian = endian_of(isa);
         // LSDAs first: the FDEs need their final addresses.
         let mut except_table = EndianVec::new(endian);
         let mut lsda_offsets = Vec::new();
-        for f in &pending {
+        for f in pending {
             let offset = f
                 .lsda
                 .as_ref()
@@ -172,7 +174,9 @@ impl JitTables {
         // libgcc walks the section until a zero length.
         eh_frame.0.write_u32(0)?;
         let eh_frame = AlignedBytes::new(eh_frame.0.slice());
-        Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges).map(Some)
+        let registration = Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?;
+        self.pending.clear();
+        Ok(Some(registration))
     }
 }
 
@@ -217,17 +221,6 @@ impl LsdaJitModule {
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
         &self.policy
-    }
-
-    /// The clause policy, for embedders that intern clause sets while
-    /// building IR.
-    pub fn policy_mut(&mut self) -> &mut ClausePolicy {
-        &mut self.policy
-    }
-
-    /// The wrapped module.
-    pub fn module(&self) -> &JITModule {
-        &self.module
     }
 
     /// Finalize the functions defined so far and register their tables.

@@ -17,7 +17,7 @@ use crate::policy::{Clause, ClauseList, ClausePolicy, TypeTable};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use cranelift_codegen::ir::{
-    Block, BlockArg, BlockCall, ExceptionTableItem, ExceptionTag, Function, Inst,
+    Block, BlockArg, BlockCall, ExceptionTable, ExceptionTableItem, ExceptionTag, Function, Inst,
 };
 use cranelift_codegen::isa::{CallConv, TargetIsa};
 use target_lexicon::{Architecture, OperatingSystem};
@@ -160,13 +160,7 @@ pub fn analyze_landing_pads(
 ) -> LsdaResult<Vec<TryCallReport>> {
     check_isa(isa)?;
     let mut reports = Vec::new();
-    for block in func.layout.blocks() {
-        let Some(inst) = func.layout.last_inst(block) else {
-            continue;
-        };
-        let Some(et) = func.dfg.insts[inst].exception_table() else {
-            continue;
-        };
+    for (inst, et) in try_calls(func) {
         let text = func.dfg.display_inst(inst).to_string();
         let call_conv = func.dfg.signatures[func.dfg.exception_tables[et].signature()].call_conv;
         let has_catch = catch_items(func, inst).next().is_some();
@@ -220,15 +214,20 @@ fn form_of(func: &Function, inst: Inst) -> TryCallForm {
 /// generated.
 pub fn type_table_of(func: &Function, policy: &ClausePolicy) -> LsdaResult<TypeTable> {
     let mut types = TypeTable::new();
-    for block in func.layout.blocks() {
-        let Some(inst) = func.layout.last_inst(block) else {
-            continue;
-        };
+    for (inst, _) in try_calls(func) {
         if let Some(list) = try_call_clauses(func, inst, policy)? {
             types.add_clauses(&list)?;
         }
     }
     Ok(types)
+}
+
+/// The `try_call`s of `func` with their exception tables, in layout order.
+fn try_calls(func: &Function) -> impl Iterator<Item = (Inst, ExceptionTable)> + '_ {
+    func.layout
+        .blocks()
+        .filter_map(|block| func.layout.last_inst(block))
+        .filter_map(|inst| Some((inst, func.dfg.insts[inst].exception_table()?)))
 }
 
 /// Check that every `try_call` of `func` is in landing-pad form and that
@@ -240,8 +239,11 @@ pub fn check_landing_pad_form(
     policy: &ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
     let mut reports = analyze_landing_pads(func, isa)?;
-    let types = type_table_of(func, policy)?;
-    for report in &mut reports {
+    // Each call's clauses, read once; the type table in layout order, as
+    // `type_table_of` builds it.
+    let mut types = TypeTable::new();
+    let mut lists = Vec::new();
+    for report in &reports {
         if let TryCallForm::NotLandingPad(reason) = &report.form {
             return Err(FormError::NotLandingPadForm {
                 inst: report.text.clone(),
@@ -249,7 +251,14 @@ pub fn check_landing_pad_form(
             }
             .into());
         }
-        if let Some(list) = try_call_clauses(func, report.inst, policy)? {
+        let list = try_call_clauses(func, report.inst, policy)?;
+        if let Some(list) = &list {
+            types.add_clauses(list)?;
+        }
+        lists.push(list);
+    }
+    for (report, list) in reports.iter_mut().zip(lists) {
+        if let Some(list) = list {
             let selectors = policy.selectors(&types, list.clauses())?;
             report.selectors = list.clauses().iter().cloned().zip(selectors).collect();
         }

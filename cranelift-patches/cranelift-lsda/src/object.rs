@@ -68,6 +68,7 @@ pub struct ObjectTables {
     except_table: RelocatedSection,
     symbols: SymbolIndex<TableSymbol>,
     lsda_encoding: LsdaEncoding,
+    address_size: u8,
     functions: usize,
 }
 
@@ -82,6 +83,7 @@ impl ObjectTables {
             frames: EhFrameBuilder::new(isa, EhFrameEncoding::object(), personality)?,
             except_table: RelocatedSection::new(endian_of(isa)),
             symbols,
+            address_size: isa.pointer_bytes(),
             lsda_encoding: LsdaEncoding {
                 types: TypeEncoding::IndirectPcRelSdata4,
                 ..LsdaEncoding::object()
@@ -95,7 +97,7 @@ impl ObjectTables {
     /// shared libraries) into the read-only `.gcc_except_table`.
     pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> LsdaResult<Self> {
         if encoding.types == TypeEncoding::Absptr {
-            return Err(OutputError::UnsupportedPointerEncoding(encoding.types.dw_eh_pe()).into());
+            return Err(OutputError::AbsptrTypeTableInObject.into());
         }
         self.lsda_encoding = encoding;
         Ok(self)
@@ -142,9 +144,7 @@ impl ObjectTables {
             return Ok(());
         }
         if product.object.format() != object::BinaryFormat::Elf {
-            return Err(
-                OutputError::UnsupportedFormat(format_name(product.object.format())).into(),
-            );
+            return Err(OutputError::UnsupportedFormat(product.object.format()).into());
         }
         let eh_frame_id = product.object.section_id(StandardSection::EhFrame);
         if !product.object.section(eh_frame_id).data().is_empty() {
@@ -172,13 +172,7 @@ impl ObjectTables {
         let mut eh_frame = EhFrame(RelocatedSection::new(self.except_table.endian()));
         self.frames.write(&mut eh_frame)?;
         let EhFrame(eh_frame) = eh_frame;
-        let alignment = u64::from(
-            product
-                .object
-                .architecture()
-                .address_size()
-                .map_or(8, |s| s.bytes()),
-        );
+        let alignment = u64::from(self.address_size);
         product
             .object
             .append_section_data(eh_frame_id, eh_frame.bytes(), alignment);
@@ -209,11 +203,6 @@ impl ObjectTables {
             .symbols
             .get(index)
             .ok_or(OutputError::UnsupportedRelocationTarget)?;
-        let size = product
-            .object
-            .architecture()
-            .address_size()
-            .map_or(8, |s| s.bytes());
         let (symbol, addend) = match target {
             TableSymbol::Function(func_id) => {
                 let (symbol, offset) = section_relative(product, *func_id)?;
@@ -232,9 +221,10 @@ impl ObjectTables {
                 }
                 .into());
             }
-            TableSymbol::Named(name) if eh_pe.is_indirect() => {
-                (dw_ref_slot(&mut product.object, name, size)?, 0)
-            }
+            TableSymbol::Named(name) if eh_pe.is_indirect() => (
+                dw_ref_slot(&mut product.object, name, self.address_size)?,
+                0,
+            ),
             TableSymbol::Named(name) => (
                 external_symbol(&mut product.object, name, SymbolKind::Data),
                 reloc.addend,
@@ -249,17 +239,6 @@ impl ObjectTables {
             kind,
             reloc.size * 8,
         )
-    }
-}
-
-fn format_name(format: object::BinaryFormat) -> &'static str {
-    match format {
-        object::BinaryFormat::Coff => "COFF",
-        object::BinaryFormat::MachO => "Mach-O",
-        object::BinaryFormat::Pe => "PE",
-        object::BinaryFormat::Wasm => "Wasm",
-        object::BinaryFormat::Xcoff => "XCOFF",
-        _ => "non-ELF",
     }
 }
 

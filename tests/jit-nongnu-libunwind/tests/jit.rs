@@ -6,9 +6,6 @@ extern crate eh_tests_nongnu_libunwind as _;
 
 use eh_tests::jit_checks;
 
-use clif_eh::module::jit_file;
-use eh_tests::Escaped;
-
 fn symbol(name: &str) -> *mut libc::c_void {
     let name = std::ffi::CString::new(name).unwrap();
     // SAFETY: looks a symbol up.
@@ -29,7 +26,7 @@ jit_checks!();
 
 /// Whether nongnu libunwind has unwind info for `pc`
 /// (`unw_get_proc_info_by_ip` on the local address space).
-fn libunwind_finds(pc: *const u8) -> bool {
+fn libunwind_finds(pc: usize) -> bool {
     let arch = std::env::consts::ARCH;
     let get = symbol(&format!("_UL{arch}_get_proc_info_by_ip"));
     let space = symbol(&format!("_UL{arch}_local_addr_space"));
@@ -48,15 +45,5 @@ fn libunwind_finds(pc: *const u8) -> bool {
 
 #[test]
 fn tables_are_deregistered_before_the_code_is_freed() {
-    let file = clif_eh::parse_file(&eh_tests::cxx_suite()).unwrap();
-    for _ in 0..3 {
-        let jit = jit_file(&file, &[]).unwrap();
-        let pc = jit.function_ptr("catch_base").unwrap().wrapping_add(1);
-        assert!(libunwind_finds(pc), "registered table not found");
-        assert_eq!(jit.call("catch_base", 2).unwrap().escaped, Escaped::Nothing);
-        // SAFETY: no pointer into the module is used after this (`pc` is
-        // only looked up).
-        unsafe { jit.module.free_memory() };
-        assert!(!libunwind_finds(pc), "table still registered after free");
-    }
+    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed(libunwind_finds);
 }
