@@ -21,13 +21,12 @@ use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, endian_of};
 use crate::encode::{Lsda, LsdaEncoding};
 use crate::error::{DecodeError, EncodeError, LsdaResult, Malformation, OutputError};
 use crate::landing_pad::PreparedFunction;
-use crate::module::{LandingPads, define_in_landing_pad_form, forward_module_declarations};
+use crate::module::{LandingPads, lsda_module_methods};
 use crate::policy::ClausePolicy;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use cranelift_codegen::CompiledCode;
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_jit::{JITBuilder, JITModule};
@@ -259,25 +258,7 @@ impl LsdaJitModule {
 }
 
 impl Module for LsdaJitModule {
-    forward_module_declarations!(module);
-
-    fn define_function_with_control_plane(
-        &mut self,
-        func_id: FuncId,
-        ctx: &mut cranelift_codegen::Context,
-        ctrl_plane: &mut ControlPlane,
-    ) -> ModuleResult<()> {
-        let tables = &mut self.tables;
-        define_in_landing_pad_form(
-            &mut self.module,
-            &mut self.policy,
-            self.landing_pads,
-            func_id,
-            ctx,
-            ctrl_plane,
-            |isa, code, policy, prepared| tables.add_function(isa, func_id, code, policy, prepared),
-        )
-    }
+    lsda_module_methods!();
 }
 
 /// Heap bytes at an 8-aligned address that never moves.

@@ -64,16 +64,39 @@ pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module>(
     Ok(())
 }
 
-/// The `Module` methods a wrapper forwards to its `$inner` module.
+/// The `Module` implementation of a wrapper with the fields `module` (the
+/// wrapped module), `tables` (its recorder), `policy` and `landing_pads`:
+/// every method forwards to `module`, but `define_function`, which also
+/// puts the function into landing-pad form and records its tables.
 #[cfg(any(feature = "object", feature = "jit"))]
-macro_rules! forward_module_declarations {
-    ($inner:ident) => {
+macro_rules! lsda_module_methods {
+    () => {
+        fn define_function_with_control_plane(
+            &mut self,
+            func_id: cranelift_module::FuncId,
+            ctx: &mut cranelift_codegen::Context,
+            ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
+        ) -> cranelift_module::ModuleResult<()> {
+            let tables = &mut self.tables;
+            $crate::module::define_in_landing_pad_form(
+                &mut self.module,
+                &mut self.policy,
+                self.landing_pads,
+                func_id,
+                ctx,
+                ctrl_plane,
+                |isa, code, policy, prepared| {
+                    tables.add_function(isa, func_id, code, policy, prepared)
+                },
+            )
+        }
+
         fn isa(&self) -> &dyn cranelift_codegen::isa::TargetIsa {
-            self.$inner.isa()
+            self.module.isa()
         }
 
         fn declarations(&self) -> &cranelift_module::ModuleDeclarations {
-            self.$inner.declarations()
+            self.module.declarations()
         }
 
         fn declare_function(
@@ -82,14 +105,14 @@ macro_rules! forward_module_declarations {
             linkage: cranelift_module::Linkage,
             signature: &cranelift_codegen::ir::Signature,
         ) -> cranelift_module::ModuleResult<cranelift_module::FuncId> {
-            self.$inner.declare_function(name, linkage, signature)
+            self.module.declare_function(name, linkage, signature)
         }
 
         fn declare_anonymous_function(
             &mut self,
             signature: &cranelift_codegen::ir::Signature,
         ) -> cranelift_module::ModuleResult<cranelift_module::FuncId> {
-            self.$inner.declare_anonymous_function(signature)
+            self.module.declare_anonymous_function(signature)
         }
 
         fn declare_data(
@@ -99,7 +122,7 @@ macro_rules! forward_module_declarations {
             writable: bool,
             tls: bool,
         ) -> cranelift_module::ModuleResult<cranelift_module::DataId> {
-            self.$inner.declare_data(name, linkage, writable, tls)
+            self.module.declare_data(name, linkage, writable, tls)
         }
 
         fn declare_anonymous_data(
@@ -107,7 +130,7 @@ macro_rules! forward_module_declarations {
             writable: bool,
             tls: bool,
         ) -> cranelift_module::ModuleResult<cranelift_module::DataId> {
-            self.$inner.declare_anonymous_data(writable, tls)
+            self.module.declare_anonymous_data(writable, tls)
         }
 
         // Functions defined from bytes carry no unwind info, as in
@@ -119,7 +142,7 @@ macro_rules! forward_module_declarations {
             bytes: &[u8],
             relocs: &[cranelift_module::ModuleReloc],
         ) -> cranelift_module::ModuleResult<()> {
-            self.$inner
+            self.module
                 .define_function_bytes(func_id, alignment, bytes, relocs)
         }
 
@@ -128,10 +151,10 @@ macro_rules! forward_module_declarations {
             data_id: cranelift_module::DataId,
             data: &cranelift_module::DataDescription,
         ) -> cranelift_module::ModuleResult<()> {
-            self.$inner.define_data(data_id, data)
+            self.module.define_data(data_id, data)
         }
     };
 }
 
 #[cfg(any(feature = "object", feature = "jit"))]
-pub(crate) use forward_module_declarations;
+pub(crate) use lsda_module_methods;

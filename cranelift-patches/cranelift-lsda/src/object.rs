@@ -29,16 +29,15 @@ use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolI
 use crate::encode::{Lsda, LsdaEncoding, TypeEncoding};
 use crate::error::{LsdaResult, OutputError};
 use crate::landing_pad::PreparedFunction;
-use crate::module::{LandingPads, define_in_landing_pad_form, forward_module_declarations};
+use crate::module::{LandingPads, lsda_module_methods};
 use crate::policy::ClausePolicy;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use cranelift_codegen::CompiledCode;
-use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::TargetIsa;
-use cranelift_module::{FuncId, Module, ModuleResult};
+use cranelift_module::{FuncId, Module};
 use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
 use gimli::constants;
 use gimli::write::{EhFrame, Relocation, RelocationTarget};
@@ -384,23 +383,5 @@ impl LsdaObjectModule {
 }
 
 impl Module for LsdaObjectModule {
-    forward_module_declarations!(module);
-
-    fn define_function_with_control_plane(
-        &mut self,
-        func_id: FuncId,
-        ctx: &mut cranelift_codegen::Context,
-        ctrl_plane: &mut ControlPlane,
-    ) -> ModuleResult<()> {
-        let tables = &mut self.tables;
-        define_in_landing_pad_form(
-            &mut self.module,
-            &mut self.policy,
-            self.landing_pads,
-            func_id,
-            ctx,
-            ctrl_plane,
-            |isa, code, policy, prepared| tables.add_function(isa, func_id, code, policy, prepared),
-        )
-    }
+    lsda_module_methods!();
 }
