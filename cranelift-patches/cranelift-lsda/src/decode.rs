@@ -222,6 +222,16 @@ fn fixed_size(encoding: DwEhPe, address_size: u8) -> Option<usize> {
     }
 }
 
+/// The fields before the call-site records.
+struct Header {
+    lpstart: Option<u64>,
+    type_encoding: Option<DwEhPe>,
+    type_base: Option<usize>,
+    call_site_encoding: DwEhPe,
+    /// Where the call-site records end and the action table begins.
+    action_start: usize,
+}
+
 /// Decode an LSDA; `address_size` is the size of `absptr`. Type entries
 /// come out as values; [`DecodedLsda::name_entries`] names them.
 pub fn decode_lsda(
@@ -230,7 +240,32 @@ pub fn decode_lsda(
     address_size: u8,
 ) -> Result<DecodedLsda, DecodeError> {
     let mut c = Cursor::new(bytes, endian);
+    let header = decode_header(&mut c, address_size)?;
+    let (call_sites, end) = decode_call_sites(&mut c, &header, address_size)?;
+    let max_type = call_sites
+        .iter()
+        .flat_map(|cs| &cs.chain)
+        .filter_map(|a| match a {
+            DecodedAction::Catch(n) => Some(*n),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let (type_entries, type_entry_offsets) =
+        decode_type_entries(bytes, endian, &header, max_type, address_size)?;
+    Ok(DecodedLsda {
+        size: header.type_base.unwrap_or(end),
+        type_base: header.type_base,
+        lpstart: header.lpstart,
+        type_encoding: header.type_encoding,
+        call_site_encoding: header.call_site_encoding,
+        call_sites,
+        type_entries,
+        type_entry_offsets,
+    })
+}
 
+fn decode_header(c: &mut Cursor<'_>, address_size: u8) -> DecodeResult<Header> {
     let lpstart_encoding = DwEhPe(c.u8("LPStart encoding")?);
     let lpstart = if lpstart_encoding == constants::DW_EH_PE_omit {
         None
@@ -246,7 +281,7 @@ pub fn decode_lsda(
         let base = usize::try_from(offset)
             .ok()
             .and_then(|o| o.checked_add(c.pos()))
-            .filter(|&b| b <= bytes.len())
+            .filter(|&b| b <= c.data.len())
             .ok_or_else(|| malformed(c.pos(), Malformation::TypeBasePastEnd))?;
         (Some(ttype), Some(base))
     };
@@ -263,16 +298,31 @@ pub fn decode_lsda(
     let action_start = usize::try_from(table_len)
         .ok()
         .and_then(|l| l.checked_add(table_start))
-        .filter(|&end| end <= bytes.len())
+        .filter(|&end| end <= c.data.len())
         .ok_or_else(|| malformed(table_start, Malformation::CallSiteTablePastEnd))?;
+    Ok(Header {
+        lpstart,
+        type_encoding,
+        type_base,
+        call_site_encoding,
+        action_start,
+    })
+}
 
+/// The call-site records with their action chains, and the end of the
+/// last action record read.
+fn decode_call_sites(
+    c: &mut Cursor<'_>,
+    header: &Header,
+    address_size: u8,
+) -> DecodeResult<(Vec<DecodedCallSite>, usize)> {
+    let (encoding, action_start) = (header.call_site_encoding, header.action_start);
     let mut call_sites = Vec::new();
-    let mut max_type = 0u32;
     let mut end = action_start;
     while c.pos() < action_start {
-        let start = c.encoded(call_site_encoding, address_size, "call-site start")?;
-        let len = c.encoded(call_site_encoding, address_size, "call-site length")?;
-        let landing_pad = c.encoded(call_site_encoding, address_size, "landing pad")?;
+        let start = c.encoded(encoding, address_size, "call-site start")?;
+        let len = c.encoded(encoding, address_size, "call-site length")?;
+        let landing_pad = c.encoded(encoding, address_size, "landing pad")?;
         let action = c.uleb("call-site action")?;
         if c.pos() > action_start {
             return Err(malformed(c.pos(), Malformation::CallSiteRecordOverruns));
@@ -280,15 +330,11 @@ pub fn decode_lsda(
         let chain = if action == 0 {
             Vec::new()
         } else {
-            let (chain, chain_end) = decode_chain(bytes, endian, action_start, action - 1)?;
+            let endian = c.reader.endian();
+            let (chain, chain_end) = decode_chain(c.data, endian, action_start, action - 1)?;
             end = end.max(chain_end);
             chain
         };
-        for a in &chain {
-            if let DecodedAction::Catch(n) = a {
-                max_type = max_type.max(*n);
-            }
-        }
         call_sites.push(DecodedCallSite {
             start,
             len,
@@ -297,41 +343,42 @@ pub fn decode_lsda(
             chain,
         });
     }
+    Ok((call_sites, end))
+}
 
+/// Type entries 1 to `max_type`, with their offsets.
+fn decode_type_entries(
+    bytes: &[u8],
+    endian: RunTimeEndian,
+    header: &Header,
+    max_type: u32,
+    address_size: u8,
+) -> DecodeResult<(Vec<DecodedTypeEntry>, Vec<usize>)> {
     let mut type_entries = Vec::new();
     let mut type_entry_offsets = Vec::new();
-    if max_type > 0 {
-        let (Some(encoding), Some(base)) = (type_encoding, type_base) else {
-            return Err(malformed(0, Malformation::NoTypeTable));
-        };
-        let size = fixed_size(encoding, address_size)
-            .ok_or_else(|| malformed(1, Malformation::TypeEncodingNotFixed(encoding)))?;
-        for index in 1..=max_type as usize {
-            let offset = index
-                .checked_mul(size)
-                .and_then(|d| base.checked_sub(d))
-                .filter(|&o| o >= action_start)
-                .ok_or_else(|| malformed(base, Malformation::TypeEntryBeforeTable(index)))?;
-            let mut entry = Cursor::at(bytes, endian, offset)?;
-            let raw = entry.encoded(encoding, address_size, "type entry")?;
-            type_entries.push(match raw {
-                0 => DecodedTypeEntry::Null,
-                raw => DecodedTypeEntry::Value(raw),
-            });
-            type_entry_offsets.push(offset);
-        }
+    if max_type == 0 {
+        return Ok((type_entries, type_entry_offsets));
     }
-
-    Ok(DecodedLsda {
-        size: type_base.unwrap_or(end),
-        type_base,
-        lpstart,
-        type_encoding,
-        call_site_encoding,
-        call_sites,
-        type_entries,
-        type_entry_offsets,
-    })
+    let (Some(encoding), Some(base)) = (header.type_encoding, header.type_base) else {
+        return Err(malformed(0, Malformation::NoTypeTable));
+    };
+    let size = fixed_size(encoding, address_size)
+        .ok_or_else(|| malformed(1, Malformation::TypeEncodingNotFixed(encoding)))?;
+    for index in 1..=max_type as usize {
+        let offset = index
+            .checked_mul(size)
+            .and_then(|d| base.checked_sub(d))
+            .filter(|&o| o >= header.action_start)
+            .ok_or_else(|| malformed(base, Malformation::TypeEntryBeforeTable(index)))?;
+        let mut entry = Cursor::at(bytes, endian, offset)?;
+        let raw = entry.encoded(encoding, address_size, "type entry")?;
+        type_entries.push(match raw {
+            0 => DecodedTypeEntry::Null,
+            raw => DecodedTypeEntry::Value(raw),
+        });
+        type_entry_offsets.push(offset);
+    }
+    Ok((type_entries, type_entry_offsets))
 }
 
 fn decode_chain(
