@@ -109,48 +109,15 @@ fn load(bytes: &[u8]) -> Result<Image, ToolError> {
     } else {
         RunTimeEndian::Big
     };
-    let address_size = if file.is_64() { 8 } else { 4 };
     let relocatable = file.kind() == ObjectKind::Relocatable;
-
-    // Section addresses: the file's own, or a made-up layout.
-    let mut addresses = std::collections::HashMap::new();
-    let mut next = 0x1000u64;
-    for section in file.sections() {
-        let address = if relocatable {
-            let align = section.align().max(1);
-            next = next.div_ceil(align) * align;
-            let a = next;
-            next += section.size().max(1);
-            a
-        } else {
-            section.address()
-        };
-        addresses.insert(section.index(), address);
-    }
-
+    let mut layout = Layout::new(&file, relocatable);
     let mut symbols = BTreeMap::new();
-    let mut undefined = BTreeMap::new();
-    let mut next_undefined = 0xffff_0000_0000u64;
-    let mut symbol_address = |symbol: &object::Symbol| -> Option<u64> {
-        match symbol.section_index() {
-            Some(index) if relocatable => Some(addresses[&index] + symbol.address()),
-            Some(_) => Some(symbol.address()),
-            None if symbol.is_undefined() => {
-                let name = symbol.name().ok()?.to_string();
-                Some(*undefined.entry(name).or_insert_with(|| {
-                    next_undefined += 0x10;
-                    next_undefined
-                }))
-            }
-            None => None,
-        }
-    };
     for symbol in file.symbols().chain(file.dynamic_symbols()) {
         let Ok(name) = symbol.name() else { continue };
         if name.is_empty() || symbol.kind() == object::SymbolKind::Section {
             continue;
         }
-        if let Some(address) = symbol_address(&symbol) {
+        if let Some(address) = layout.symbol_address(&symbol) {
             symbols.entry(address).or_insert_with(|| name.to_string());
         }
     }
@@ -158,7 +125,7 @@ fn load(bytes: &[u8]) -> Result<Image, ToolError> {
     let mut sections = BTreeMap::new();
     for section in file.sections() {
         let Ok(name) = section.name() else { continue };
-        let address = addresses[&section.index()];
+        let address = layout.sections[&section.index()];
         let mut data = section.uncompressed_data().map_err(bad)?.into_owned();
         // Only the tables and their pointer slots are read back.
         let eh_related = name == ".eh_frame"
@@ -166,52 +133,127 @@ fn load(bytes: &[u8]) -> Result<Image, ToolError> {
             || name.starts_with(".data.rel.local.DW.ref.");
         if relocatable && eh_related {
             for (offset, reloc) in section.relocations() {
-                let target = match reloc.target() {
-                    RelocationTarget::Symbol(index) => {
-                        let symbol = file.symbol_by_index(index).map_err(bad)?;
-                        if symbol.kind() == object::SymbolKind::Section {
-                            symbol.section_index().map(|i| addresses[&i])
-                        } else {
-                            symbol_address(&symbol)
-                        }
-                    }
-                    RelocationTarget::Section(index) => Some(addresses[&index]),
-                    _ => None,
-                }
-                .ok_or_else(|| bad(format!("unresolvable relocation in {name}")))?;
-                let place = address + offset;
-                let value = match reloc.kind() {
-                    RelocationKind::Absolute => target.wrapping_add_signed(reloc.addend()),
-                    RelocationKind::Relative => target
-                        .wrapping_add_signed(reloc.addend())
-                        .wrapping_sub(place),
-                    other => return Err(bad(format!("relocation kind {other:?} in {name}"))),
-                };
-                let size = usize::from(reloc.size() / 8);
+                let (value, size) =
+                    layout.relocated_value(&file, address + offset, &reloc, name)?;
                 let at = offset as usize;
                 let field = data
                     .get_mut(at..at + size)
                     .ok_or_else(|| bad(format!("relocation past the end of {name}")))?;
-                for (i, byte) in field.iter_mut().enumerate() {
-                    let shift = match endian {
-                        RunTimeEndian::Little => 8 * i,
-                        RunTimeEndian::Big => 8 * (size - 1 - i),
-                    };
-                    *byte = (value >> shift) as u8;
-                }
+                put_uint(field, value, endian);
             }
         }
         sections.insert(name.to_string(), (address, data));
     }
-    for (name, address) in undefined {
-        symbols.insert(address, name);
-    }
+    symbols.extend(layout.undefined.into_iter().map(|(name, a)| (a, name)));
     Ok(Image {
         endian,
-        address_size,
+        address_size: if file.is_64() { 8 } else { 4 },
         sections,
         symbols,
     })
+}
+
+/// Where sections and symbols of a file are: its own addresses, or for a
+/// relocatable object a made-up layout as a linker would choose, with
+/// undefined symbols at made-up addresses of their own.
+struct Layout {
+    relocatable: bool,
+    sections: std::collections::HashMap<object::SectionIndex, u64>,
+    undefined: BTreeMap<String, u64>,
+}
+
+impl Layout {
+    fn new(file: &object::File, relocatable: bool) -> Self {
+        let mut sections = std::collections::HashMap::new();
+        let mut next = 0x1000u64;
+        for section in file.sections() {
+            let address = if relocatable {
+                let align = section.align().max(1);
+                next = next.div_ceil(align) * align;
+                let at = next;
+                next += section.size().max(1);
+                at
+            } else {
+                section.address()
+            };
+            sections.insert(section.index(), address);
+        }
+        Self {
+            relocatable,
+            sections,
+            undefined: BTreeMap::new(),
+        }
+    }
+
+    fn symbol_address(&mut self, symbol: &object::Symbol) -> Option<u64> {
+        match symbol.section_index() {
+            Some(index) if self.relocatable => Some(self.sections[&index] + symbol.address()),
+            Some(_) => Some(symbol.address()),
+            None if symbol.is_undefined() => {
+                let name = symbol.name().ok()?.to_string();
+                let next = 0xffff_0000_0000u64 + 0x10 * (self.undefined.len() as u64 + 1);
+                Some(*self.undefined.entry(name).or_insert(next))
+            }
+            None => None,
+        }
+    }
+
+    /// The value a relocation at `place` stores, and its size in bytes.
+    fn relocated_value(
+        &mut self,
+        file: &object::File,
+        place: u64,
+        reloc: &object::Relocation,
+        section: &str,
+    ) -> Result<(u64, usize), ToolError> {
+        let target = match reloc.target() {
+            RelocationTarget::Symbol(index) => {
+                let symbol = file.symbol_by_index(index).map_err(bad)?;
+                if symbol.kind() == object::SymbolKind::Section {
+                    symbol.section_index().map(|i| self.sections[&i])
+                } else {
+                    self.symbol_address(&symbol)
+                }
+            }
+            RelocationTarget::Section(index) => Some(self.sections[&index]),
+            _ => None,
+        }
+        .ok_or_else(|| bad(format!("unresolvable relocation in {section}")))?;
+        let value = target.wrapping_add_signed(reloc.addend());
+        let (kind, bits) = relocation_kind(file, reloc);
+        match kind {
+            RelocationKind::Absolute => Ok((value, usize::from(bits / 8))),
+            RelocationKind::Relative => Ok((value.wrapping_sub(place), usize::from(bits / 8))),
+            other => Err(bad(format!("relocation kind {other:?} in {section}"))),
+        }
+    }
+}
+
+/// The relocation's kind and width in bits, including the ELF types
+/// `object` reads as `Unknown` but exception tables use (riscv64's
+/// `R_RISCV_32_PCREL`).
+fn relocation_kind(file: &object::File, reloc: &object::Relocation) -> (RelocationKind, u8) {
+    match (file.architecture(), reloc.flags()) {
+        (
+            object::Architecture::Riscv64,
+            object::RelocationFlags::Elf {
+                r_type: object::elf::R_RISCV_32_PCREL,
+            },
+        ) => (RelocationKind::Relative, 32),
+        _ => (reloc.kind(), reloc.size()),
+    }
+}
+
+/// Store the low `field.len()` bytes of `value` in `endian` order.
+fn put_uint(field: &mut [u8], value: u64, endian: RunTimeEndian) {
+    let size = field.len();
+    for (i, byte) in field.iter_mut().enumerate() {
+        let shift = match endian {
+            RunTimeEndian::Little => 8 * i,
+            RunTimeEndian::Big => 8 * (size - 1 - i),
+        };
+        *byte = (value >> shift) as u8;
+    }
 }
 
 /// Read the exception tables of an ELF file.

@@ -118,3 +118,32 @@ fn a_closed_stdout_ends_the_command_quietly() {
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE));
 }
+
+/// Every ISA's object reads back: the PC-relative relocations of
+/// `.eh_frame` and `.gcc_except_table` (riscv64's are `R_RISCV_32_PCREL`,
+/// which `object` reads as an unknown kind) resolve to the personality
+/// and typeinfo slots.
+#[test]
+fn objects_of_every_isa_read_back_with_their_symbols() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../filetests/filetests/lsda/several-tags-riscv64-s390x.clif"
+    );
+    for target in ["riscv64", "s390x"] {
+        let path =
+            std::env::temp_dir().join(format!("clif-eh-cli-{target}-{}.o", std::process::id()));
+        let out_path = path.to_str().unwrap();
+        let (ok, out, err) = clif_eh(&["object", file, "-o", out_path, "--target", target]);
+        assert!(ok, "{target}: {err}");
+        assert!(
+            out.contains("personality __gxx_personality_v0 (through a DW.ref slot)"),
+            "{target}: {out}"
+        );
+        assert!(
+            out.contains("type #1: _ZTIi (via DW.ref slot)")
+                && out.contains("type #2: _ZTI3Foo (via DW.ref slot)"),
+            "{target}: {out}"
+        );
+        std::fs::remove_file(path).unwrap();
+    }
+}
