@@ -11,7 +11,7 @@ use cranelift_lsda::{
     check_landing_pad_form,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
-use cranelift_object::{ObjectBuilder, ObjectModule};
+use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
 const CATCH_INT: &str = "
@@ -99,19 +99,28 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
     );
 }
 
-#[test]
-fn the_object_module_takes_over_eh_frame_even_with_unwind_info_on() {
-    let (mut func, isa) = parse(CATCH_INT);
-    let mut builder = ObjectBuilder::new(isa.clone(), "t", default_libcall_names()).unwrap();
+/// `%f` of `CATCH_INT` compiled for `target` by an `LsdaObjectModule` whose
+/// builder has `unwind_info` on.
+fn object_module_finish(target: &str) -> Result<ObjectProduct, LsdaError> {
+    let text = CATCH_INT.replace("target x86_64", target);
+    let (mut func, isa) = parse(&text);
+    let mut builder = ObjectBuilder::new(isa, "t", default_libcall_names()).unwrap();
     builder.unwind_info(true);
     let personality = "__gxx_personality_v0";
     let mut module =
         LsdaObjectModule::new(builder, personality, policy(), LandingPads::Check).unwrap();
     let id = declare(&mut module, &mut func);
-    module
-        .define_function(id, &mut Context::for_function(func))
+    let mut ctx = Context::for_function(func);
+    module.define_function(id, &mut ctx).unwrap();
+    module.finish()
+}
+
+#[test]
+fn the_object_module_takes_over_eh_frame_even_with_unwind_info_on() {
+    let bytes = object_module_finish("target x86_64")
+        .unwrap()
+        .emit()
         .unwrap();
-    let bytes = module.finish().unwrap().emit().unwrap();
     use object::{Object, ObjectSection};
     let file = object::File::parse(&*bytes).unwrap();
     let eh_frame = file.section_by_name(".eh_frame").unwrap();
@@ -125,27 +134,22 @@ fn the_object_module_takes_over_eh_frame_even_with_unwind_info_on() {
     let mut kinds = Vec::new();
     while let Some(entry) = entries.next().unwrap() {
         kinds.push(match entry {
-            gimli::CieOrFde::Cie(cie) => format!("CIE {}", cie.augmentation().is_some()),
-            gimli::CieOrFde::Fde(_) => "FDE".to_string(),
+            gimli::CieOrFde::Cie(cie) => match cie.personality() {
+                Some(_) => "personality CIE",
+                None => "plain CIE",
+            },
+            gimli::CieOrFde::Fde(_) => "FDE",
         });
     }
-    assert_eq!(kinds, ["CIE true", "FDE"]);
+    assert_eq!(kinds, ["personality CIE", "FDE"]);
     assert!(file.section_by_name(".gcc_except_table").is_some());
 }
 
 #[test]
 fn non_elf_objects_are_refused() {
-    let (mut func, _) = parse(CATCH_INT);
-    let macho = parse(&CATCH_INT.replace("target x86_64", "target x86_64-apple-darwin")).1;
-    let builder = ObjectBuilder::new(macho, "t", default_libcall_names()).unwrap();
-    let personality = "__gxx_personality_v0";
-    let mut module =
-        LsdaObjectModule::new(builder, personality, policy(), LandingPads::Check).unwrap();
-    let id = declare(&mut module, &mut func);
-    module
-        .define_function(id, &mut Context::for_function(func))
+    let err = object_module_finish("target x86_64-apple-darwin")
+        .err()
         .unwrap();
-    let err = module.finish().err().unwrap();
     assert_eq!(
         err,
         OutputError::UnsupportedFormat(object::BinaryFormat::MachO).into()
