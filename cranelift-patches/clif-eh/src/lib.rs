@@ -29,8 +29,8 @@ use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_codegen::{Context, print_errors::pretty_error};
 use cranelift_lsda::{
     CallSiteEncoding, Clause, ClausePolicy, DecodedLsda, DefaultAction, Lsda, LsdaEncoding,
-    LsdaError, PreparedFunction, SelectorConvention, TypeEncoding, TypeEntry, endian_of,
-    legalize_landing_pads, tables_for_compiled,
+    LsdaError, OutputError, PreparedFunction, SelectorConvention, TypeEncoding, TypeEntry,
+    endian_of, legalize_landing_pads, tables_for_compiled,
 };
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
@@ -55,6 +55,13 @@ pub enum ToolError {
         /// The error.
         error: LsdaError,
     },
+    /// Writing the object or registering the JIT tables failed.
+    Output {
+        /// The function, or "module".
+        function: String,
+        /// The error.
+        error: OutputError,
+    },
     /// Cranelift failed to compile a function.
     Codegen(String),
 }
@@ -69,6 +76,7 @@ impl fmt::Display for ToolError {
                 "the file has no `target` line (e.g. `target x86_64`); add one"
             ),
             Self::Lsda { function, error } => write!(f, "{function}: {error}"),
+            Self::Output { function, error } => write!(f, "{function}: {error}"),
             Self::Codegen(msg) => write!(f, "compilation failed: {msg}"),
         }
     }

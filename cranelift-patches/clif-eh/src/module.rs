@@ -9,7 +9,7 @@ use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncNa
 use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::JITBuilder;
-use cranelift_lsda::{ClausePolicy, LandingPads, LsdaError, LsdaJitModule, LsdaObjectModule};
+use cranelift_lsda::{ClausePolicy, LandingPads, LsdaJitModule, LsdaObjectModule, OutputError};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, default_libcall_names};
 use cranelift_object::ObjectBuilder;
 use eh_test_support::{RunOutcome, call_through_cxx, resolve_symbol, runtime_symbols};
@@ -38,11 +38,8 @@ pub struct DefinedFunction {
 /// to compile `func`.
 fn module_error(name: &str, func: &Function, err: ModuleError) -> ToolError {
     match err {
-        ModuleError::Backend(e) => match e.downcast::<LsdaError>() {
-            Ok(error) => ToolError::Lsda {
-                function: format!("%{name}"),
-                error,
-            },
+        ModuleError::Backend(e) => match e.downcast::<OutputError>() {
+            Ok(error) => output_error(format!("%{name}"), error),
             Err(other) => ToolError::Codegen(ModuleError::Backend(other).to_string()),
         },
         ModuleError::Compilation(err) => {
@@ -136,11 +133,16 @@ pub fn pic_isa(isa: &OwnedTargetIsa) -> Result<OwnedTargetIsa, ToolError> {
         .map_err(|e| ToolError::Codegen(e.to_string()))
 }
 
-fn module_lsda_error(error: LsdaError) -> ToolError {
-    ToolError::Lsda {
-        function: "module".into(),
-        error,
+/// The crate's error for the user: table errors as such, output ones apart.
+fn output_error(function: String, error: OutputError) -> ToolError {
+    match error {
+        OutputError::Lsda(error) => ToolError::Lsda { function, error },
+        error => ToolError::Output { function, error },
     }
+}
+
+fn module_output_error(error: OutputError) -> ToolError {
+    output_error("module".into(), error)
 }
 
 /// Compile every function of `file` for `isa` into a relocatable object
@@ -155,9 +157,9 @@ pub fn emit_object(
         .map_err(|e| ToolError::Codegen(e.to_string()))?;
     let policy = file.policy.clone();
     let mut module = LsdaObjectModule::new(builder, personality, policy, LandingPads::Legalize)
-        .map_err(module_lsda_error)?;
+        .map_err(module_output_error)?;
     define_all(&mut module, file)?;
-    let product = module.finish().map_err(module_lsda_error)?;
+    let product = module.finish().map_err(module_output_error)?;
     product
         .emit()
         .map_err(|e| ToolError::Codegen(format!("writing the object: {e}")))

@@ -2,9 +2,11 @@
 //!
 //! [`PolicyError`]: the clause policy and type tables. [`FormError`]: the
 //! IR and target cannot be described by an LSDA. [`EncodeError`]: a table
-//! does not fit its encoding. [`DecodeError`]: malformed LSDA bytes.
-//! [`OutputError`]: writing objects or registering JIT code. Nothing in this
-//! crate panics on user input or produces a table it knows to be wrong.
+//! does not fit its encoding. [`DecodeError`]: malformed LSDA bytes. They
+//! fold into [`LsdaError`], which converts into `CodegenError`. (Object and
+//! JIT output have their own error, `OutputError`, as cranelift-object and
+//! cranelift-jit report theirs through `ModuleError`.) Nothing in this crate
+//! panics on user input or produces a table it knows to be wrong.
 
 use crate::policy::{CLAUSE_SET_TAG_BASE, Clause, TypeEntry};
 use alloc::string::String;
@@ -390,80 +392,7 @@ impl fmt::Display for DecodeError {
     }
 }
 
-/// Writing tables into an object, or registering them for JIT code, failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutputError {
-    /// Only ELF objects get `.eh_frame` and `.gcc_except_table`.
-    #[cfg(feature = "object")]
-    UnsupportedFormat(object::BinaryFormat),
-    /// Objects need PC-relative type entries: `absptr` ones would put
-    /// absolute relocations (text relocations in shared libraries) into the
-    /// read-only `.gcc_except_table`.
-    AbsptrTypeTableInObject,
-    /// A relocation with a pointer encoding objects cannot express.
-    UnsupportedPointerEncoding(DwEhPe),
-    /// A relocation against something that is not a symbol.
-    UnsupportedRelocationTarget,
-    /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
-    IndirectAddend {
-        /// The symbol.
-        symbol: String,
-        /// Its addend.
-        addend: i64,
-    },
-    /// A function has tables but is not defined in this object.
-    FunctionNotDefined(u32),
-    /// The object already has an `.eh_frame` (`ObjectBuilder::unwind_info`
-    /// was left on for a module these tables do not wrap).
-    EhFrameAlreadyWritten,
-    /// The object writer refused a relocation.
-    #[cfg(feature = "object")]
-    Object(object::write::Error),
-    /// The process has no usable registration entry point.
-    NoRegistration(&'static str),
-}
-
-impl fmt::Display for OutputError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            #[cfg(feature = "object")]
-            Self::UnsupportedFormat(format) => write!(
-                f,
-                "{format:?} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
-            ),
-            Self::AbsptrTypeTableInObject => write!(
-                f,
-                "objects need PC-relative type entries (pcrel or indirect|pcrel), not absptr"
-            ),
-            Self::UnsupportedPointerEncoding(pe) => {
-                write!(f, "pointer encoding {:#x} has no object relocation", pe.0)
-            }
-            Self::UnsupportedRelocationTarget => {
-                write!(f, "exception tables relocate only against symbols")
-            }
-            Self::IndirectAddend { symbol, addend } => write!(
-                f,
-                "indirect type entry {symbol}{addend:+} cannot carry an addend"
-            ),
-            Self::FunctionNotDefined(id) => write!(
-                f,
-                "function funcid{id} has tables but is not defined in this object"
-            ),
-            Self::EhFrameAlreadyWritten => write!(
-                f,
-                "the object already has an .eh_frame: turn off ObjectBuilder::unwind_info or \
-                 use LsdaObjectModule"
-            ),
-            #[cfg(feature = "object")]
-            Self::Object(err) => write!(f, "object writer: {err}"),
-            Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
-        }
-    }
-}
-
-/// An error raised while building, encoding, decoding or emitting
-/// exception tables.
+/// An error raised while building, encoding or decoding exception tables.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum LsdaError {
@@ -475,8 +404,6 @@ pub enum LsdaError {
     Encode(EncodeError),
     /// Malformed LSDA bytes.
     Decode(DecodeError),
-    /// Object or JIT output.
-    Output(OutputError),
 }
 
 impl fmt::Display for LsdaError {
@@ -486,7 +413,6 @@ impl fmt::Display for LsdaError {
             Self::Form(e) => e.fmt(f),
             Self::Encode(e) => e.fmt(f),
             Self::Decode(e) => e.fmt(f),
-            Self::Output(e) => e.fmt(f),
         }
     }
 }
@@ -510,8 +436,7 @@ fold_into_lsda_error!(
     Policy(PolicyError),
     Form(FormError),
     Encode(EncodeError),
-    Decode(DecodeError),
-    Output(OutputError)
+    Decode(DecodeError)
 );
 
 impl From<gimli::write::Error> for LsdaError {
@@ -539,14 +464,5 @@ impl From<LsdaError> for CodegenError {
             LsdaError::Encode(EncodeError::DoesNotFit { .. }) => CodegenError::ImplLimitExceeded,
             other => CodegenError::Unsupported(alloc::string::ToString::to_string(&other)),
         }
-    }
-}
-
-/// As cranelift-object and cranelift-jit report their own failures: a
-/// backend error, from which the [`LsdaError`] can be downcast.
-#[cfg(any(feature = "object", feature = "jit"))]
-impl From<LsdaError> for cranelift_module::ModuleError {
-    fn from(err: LsdaError) -> Self {
-        cranelift_module::ModuleError::Backend(anyhow::Error::new(err))
     }
 }

@@ -19,9 +19,10 @@
 use crate::compiled::{CompiledTables, tables_for_compiled};
 use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, endian_of};
 use crate::encode::{Lsda, LsdaEncoding};
-use crate::error::{DecodeError, EncodeError, LsdaResult, Malformation, OutputError};
+use crate::error::{DecodeError, EncodeError, Malformation};
 use crate::landing_pad::PreparedFunction;
 use crate::module::{LandingPads, lsda_module_methods};
+use crate::module::{OutputError, OutputResult};
 use crate::policy::ClausePolicy;
 use alloc::boxed::Box;
 use alloc::vec;
@@ -107,7 +108,7 @@ impl JitTables {
         code: &CompiledCode,
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
-    ) -> LsdaResult<Option<usize>> {
+    ) -> OutputResult<Option<usize>> {
         let CompiledTables {
             unwind,
             lsda,
@@ -130,7 +131,7 @@ impl JitTables {
         &mut self,
         module: &JITModule,
         resolve: &dyn Fn(&str) -> Option<*const u8>,
-    ) -> LsdaResult<Option<Registration>> {
+    ) -> OutputResult<Option<Registration>> {
         if self.pending.is_empty() {
             return Ok(None);
         }
@@ -351,7 +352,7 @@ impl Registration {
         unwinder: Unwinder,
         endian: RunTimeEndian,
         ranges: &[(u64, u64)],
-    ) -> LsdaResult<Self> {
+    ) -> OutputResult<Self> {
         let mut registered = match unwinder {
             Unwinder::Libgcc => Registered::Frames(vec![eh_frame.address(0)]),
             Unwinder::LlvmLibunwind => Registered::Frames(
@@ -392,13 +393,12 @@ fn dynamic_table(
     eh_frame: &AlignedBytes,
     endian: RunTimeEndian,
     ranges: &[(u64, u64)],
-) -> LsdaResult<Registered> {
+) -> OutputResult<Registered> {
     let (register, cancel) = (lookup(c"_U_dyn_register"), lookup(c"_U_dyn_cancel"));
     if register.is_null() || cancel.is_null() {
         return Err(OutputError::NoRegistration(
             "nongnu libunwind without _U_dyn_register/_U_dyn_cancel",
-        )
-        .into());
+        ));
     }
     // SAFETY: both are `void f(unw_dyn_info_t *)` (libunwind-dynamic.h).
     let (register, cancel) = unsafe {
@@ -427,7 +427,7 @@ fn dynamic_table(
                 fde_offset: fit(fde as u64)?,
             })
         })
-        .collect::<LsdaResult<Vec<_>>>()?;
+        .collect::<OutputResult<Vec<_>>>()?;
     table.sort_by_key(|e| e.start_ip_offset);
     let table = table.into_boxed_slice();
     let info = Box::new(UnwDynInfo {
@@ -454,7 +454,7 @@ fn dynamic_table(
 }
 
 /// Offsets of the FDEs (not CIEs) of an `.eh_frame` this module wrote.
-fn fde_offsets(eh_frame: &AlignedBytes, endian: RunTimeEndian) -> LsdaResult<Vec<usize>> {
+fn fde_offsets(eh_frame: &AlignedBytes, endian: RunTimeEndian) -> OutputResult<Vec<usize>> {
     let read_error = |error| DecodeError {
         offset: 0,
         what: Malformation::Read {

@@ -62,7 +62,7 @@ pub use encode::{
 };
 pub use error::{
     DecodeError, EncodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad,
-    OutputError, PolicyError, UnsupportedTarget,
+    PolicyError, UnsupportedTarget,
 };
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::{JitTables, LsdaJitModule, Registration, SymbolResolver, Unwinder, detect_unwinder};
@@ -74,6 +74,8 @@ pub use landing_pad::{
 #[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, prepare_function};
+#[cfg(any(feature = "object", feature = "jit"))]
+pub use module::{OutputError, OutputResult};
 #[cfg(feature = "object")]
 pub use object::{LsdaObjectModule, ObjectTables};
 pub use policy::{

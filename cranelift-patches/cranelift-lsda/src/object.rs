@@ -27,9 +27,9 @@
 use crate::compiled::{CompiledTables, tables_for_compiled};
 use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of};
 use crate::encode::{Lsda, LsdaEncoding, TypeEncoding};
-use crate::error::{LsdaResult, OutputError};
 use crate::landing_pad::PreparedFunction;
 use crate::module::{LandingPads, lsda_module_methods};
+use crate::module::{OutputError, OutputResult};
 use crate::policy::ClausePolicy;
 use alloc::format;
 use alloc::string::String;
@@ -75,7 +75,7 @@ impl ObjectTables {
     /// Tables for an object targeting `isa`, whose functions with handlers
     /// use the personality routine named `personality` (e.g.
     /// `__gxx_personality_v0`).
-    pub fn new(isa: &dyn TargetIsa, personality: &str) -> LsdaResult<Self> {
+    pub fn new(isa: &dyn TargetIsa, personality: &str) -> OutputResult<Self> {
         let mut symbols = SymbolIndex::default();
         let personality = symbols.address(TableSymbol::Named(personality.into()));
         Ok(Self {
@@ -94,9 +94,9 @@ impl ObjectTables {
     /// Use other LSDA encodings. The type encoding must be PC-relative:
     /// `absptr` entries would put absolute relocations (text relocations in
     /// shared libraries) into the read-only `.gcc_except_table`.
-    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> LsdaResult<Self> {
+    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> OutputResult<Self> {
         if encoding.types == TypeEncoding::Absptr {
-            return Err(OutputError::AbsptrTypeTableInObject.into());
+            return Err(OutputError::AbsptrTypeTableInObject);
         }
         self.lsda_encoding = encoding;
         Ok(self)
@@ -112,7 +112,7 @@ impl ObjectTables {
         code: &CompiledCode,
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
-    ) -> LsdaResult<Option<usize>> {
+    ) -> OutputResult<Option<usize>> {
         let CompiledTables { unwind, lsda, .. } =
             tables_for_compiled(code, isa, policy, prepared, self.lsda_encoding)?;
         let lsda_address = match &lsda {
@@ -130,24 +130,25 @@ impl ObjectTables {
 
     /// Append `lsda` to `.gcc_except_table`, type entries referring to
     /// their symbols by name; returns its offset in the section.
-    pub fn add_lsda(&mut self, lsda: &Lsda) -> LsdaResult<usize> {
+    pub fn add_lsda(&mut self, lsda: &Lsda) -> OutputResult<usize> {
         let symbols = &mut self.symbols;
-        lsda.write(&mut self.except_table, |name| {
+        let offset = lsda.write(&mut self.except_table, |name| {
             Some(symbols.address(TableSymbol::Named(name.into())))
-        })
+        })?;
+        Ok(offset)
     }
 
     /// Write `.gcc_except_table` and `.eh_frame` into `product`.
-    pub fn finish(self, product: &mut ObjectProduct) -> LsdaResult<()> {
+    pub fn finish(self, product: &mut ObjectProduct) -> OutputResult<()> {
         if self.functions == 0 && self.except_table.bytes().is_empty() {
             return Ok(());
         }
         if product.object.format() != object::BinaryFormat::Elf {
-            return Err(OutputError::UnsupportedFormat(product.object.format()).into());
+            return Err(OutputError::UnsupportedFormat(product.object.format()));
         }
         let eh_frame_id = product.object.section_id(StandardSection::EhFrame);
         if !product.object.section(eh_frame_id).data().is_empty() {
-            return Err(OutputError::EhFrameAlreadyWritten.into());
+            return Err(OutputError::EhFrameAlreadyWritten);
         }
         let except_table_id = (!self.except_table.bytes().is_empty()).then(|| {
             product.object.add_section(
@@ -188,15 +189,15 @@ impl ObjectTables {
         section: SectionId,
         except_table: Option<SectionId>,
         reloc: &Relocation,
-    ) -> LsdaResult<()> {
+    ) -> OutputResult<()> {
         let RelocationTarget::Symbol(index) = reloc.target else {
-            return Err(OutputError::UnsupportedRelocationTarget.into());
+            return Err(OutputError::UnsupportedRelocationTarget);
         };
         let eh_pe = reloc.eh_pe.unwrap_or(constants::DW_EH_PE_absptr);
         let kind = match eh_pe.application() {
             constants::DW_EH_PE_absptr => RelocationKind::Absolute,
             constants::DW_EH_PE_pcrel => RelocationKind::Relative,
-            _ => return Err(OutputError::UnsupportedPointerEncoding(eh_pe).into()),
+            _ => return Err(OutputError::UnsupportedPointerEncoding(eh_pe)),
         };
         let target = self
             .symbols
@@ -217,8 +218,7 @@ impl ObjectTables {
                 return Err(OutputError::IndirectAddend {
                     symbol: name.clone(),
                     addend: reloc.addend,
-                }
-                .into());
+                });
             }
             TableSymbol::Named(name) if eh_pe.is_indirect() => (
                 dw_ref_slot(&mut product.object, name, self.address_size)?,
@@ -243,10 +243,10 @@ impl ObjectTables {
 
 /// The function's section symbol and offset: PC-relative references to a
 /// global function symbol would be rejected in shared libraries.
-fn section_relative(product: &mut ObjectProduct, func_id: FuncId) -> LsdaResult<(SymbolId, i64)> {
+fn section_relative(product: &mut ObjectProduct, func_id: FuncId) -> OutputResult<(SymbolId, i64)> {
     let symbol = product.object.symbol(product.function_symbol(func_id));
     let SymbolSection::Section(section) = symbol.section else {
-        return Err(OutputError::FunctionNotDefined(func_id.as_u32()).into());
+        return Err(OutputError::FunctionNotDefined(func_id.as_u32()));
     };
     let value = symbol.value as i64;
     Ok((product.object.section_symbol(section), value))
@@ -260,7 +260,7 @@ fn add_relocation(
     addend: i64,
     kind: RelocationKind,
     size: u8,
-) -> LsdaResult<()> {
+) -> OutputResult<()> {
     let flags = RelocationFlags::Generic {
         kind,
         encoding: RelocationEncoding::Generic,
@@ -274,7 +274,7 @@ fn add_relocation(
     };
     object
         .add_relocation(section, relocation)
-        .map_err(|e| OutputError::Object(e).into())
+        .map_err(OutputError::Object)
 }
 
 /// The symbol named `name`, declared undefined if the object lacks it.
@@ -296,7 +296,7 @@ fn external_symbol(object: &mut Object<'static>, name: &str, kind: SymbolKind) -
 /// A hidden, weak, COMDAT pointer-sized slot `DW.ref.<target>` holding the
 /// address of `target`, as GCC and LLVM emit for personalities and
 /// typeinfo referenced from position-independent EH tables.
-fn dw_ref_slot(object: &mut Object<'static>, target: &str, size: u8) -> LsdaResult<SymbolId> {
+fn dw_ref_slot(object: &mut Object<'static>, target: &str, size: u8) -> OutputResult<SymbolId> {
     let name = format!("DW.ref.{target}");
     if let Some(id) = object.symbol_id(name.as_bytes()) {
         return Ok(id);
@@ -352,7 +352,7 @@ impl LsdaObjectModule {
         personality: &str,
         policy: ClausePolicy,
         landing_pads: LandingPads,
-    ) -> LsdaResult<Self> {
+    ) -> OutputResult<Self> {
         builder.unwind_info(false);
         let module = ObjectModule::new(builder);
         Ok(Self {
@@ -364,7 +364,7 @@ impl LsdaObjectModule {
     }
 
     /// Use other LSDA encodings (see [`ObjectTables::with_lsda_encoding`]).
-    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> LsdaResult<Self> {
+    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> OutputResult<Self> {
         self.tables = self.tables.with_lsda_encoding(encoding)?;
         Ok(self)
     }
@@ -375,7 +375,7 @@ impl LsdaObjectModule {
     }
 
     /// Finish the object and write its exception tables.
-    pub fn finish(self) -> LsdaResult<ObjectProduct> {
+    pub fn finish(self) -> OutputResult<ObjectProduct> {
         let mut product = self.module.finish();
         self.tables.finish(&mut product)?;
         Ok(product)

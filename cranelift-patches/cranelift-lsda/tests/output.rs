@@ -7,7 +7,7 @@ use cranelift_codegen::ir::{ExceptionTag, Function};
 use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_lsda::{
     Clause, ClausePolicy, DefaultAction, EncodeError, JitTables, LandingPads, LsdaEncoding,
-    LsdaError, LsdaObjectModule, ObjectTables, OutputError, SelectorConvention, TypeEntry,
+    LsdaObjectModule, ObjectTables, OutputError, SelectorConvention, TypeEntry,
     check_landing_pad_form,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
@@ -68,7 +68,7 @@ fn objects_refuse_absptr_type_entries() {
         .with_lsda_encoding(LsdaEncoding::jit())
         .err()
         .unwrap();
-    assert_eq!(err, OutputError::AbsptrTypeTableInObject.into());
+    assert_eq!(err, OutputError::AbsptrTypeTableInObject);
     assert_eq!(
         err.to_string(),
         "objects need PC-relative type entries (pcrel or indirect|pcrel), not absptr"
@@ -92,7 +92,7 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
     assert!(matches!(size, Ok(Some(_))), "{size:?}");
     let mut product = module.finish();
     let err = tables.finish(&mut product).unwrap_err();
-    assert_eq!(err, OutputError::EhFrameAlreadyWritten.into());
+    assert_eq!(err, OutputError::EhFrameAlreadyWritten);
     assert!(
         err.to_string()
             .contains("turn off ObjectBuilder::unwind_info")
@@ -101,7 +101,7 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
 
 /// `%f` of `CATCH_INT` compiled for `target` by an `LsdaObjectModule` whose
 /// builder has `unwind_info` on.
-fn object_module_finish(target: &str) -> Result<ObjectProduct, LsdaError> {
+fn object_module_finish(target: &str) -> Result<ObjectProduct, OutputError> {
     let text = CATCH_INT.replace("target x86_64", target);
     let (mut func, isa) = parse(&text);
     let mut builder = ObjectBuilder::new(isa, "t", default_libcall_names()).unwrap();
@@ -152,7 +152,7 @@ fn non_elf_objects_are_refused() {
         .unwrap();
     assert_eq!(
         err,
-        OutputError::UnsupportedFormat(object::BinaryFormat::MachO).into()
+        OutputError::UnsupportedFormat(object::BinaryFormat::MachO)
     );
     assert_eq!(
         err.to_string(),
@@ -184,7 +184,7 @@ fn a_failed_jit_registration_leaves_the_tables_pending() {
     let err = tables.register(&module, &|_| None).err().unwrap();
     assert_eq!(
         err,
-        LsdaError::from(EncodeError::UnresolvedSymbol("_ZTIi".into()))
+        OutputError::from(EncodeError::UnresolvedSymbol("_ZTIi".into()))
     );
     assert_eq!(
         err.to_string(),
