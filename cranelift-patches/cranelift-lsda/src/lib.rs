@@ -1,31 +1,36 @@
 //! Itanium-ABI exception tables for Cranelift's `try_call`.
 //!
-//! Cranelift compiles `try_call` and records each call site's handlers, but
-//! writes no LSDA, so the system unwinder and a personality routine
-//! (`__gxx_personality_v0`, `rust_eh_personality`, Wasmer's) cannot find the
-//! handlers in Cranelift frames. This crate is the generic layer that
-//! closes the gap, written as it would live upstream in
-//! `cranelift_codegen::isa::unwind::lsda`:
+//! Cranelift compiles `try_call` and records each call site's handlers.
+//! With these tables, the system unwinder and a personality routine
+//! (`__gxx_personality_v0`, `rust_eh_personality`, Wasmer's) find the
+//! handlers in Cranelift frames:
 //!
 //! 1. [`ClausePolicy`]: the embedder says what each `ExceptionTag` means
 //!    (a catch of a type-table entry, a cleanup, or an ordered clause set)
 //!    and which selector its personality delivers.
-//! 2. [`legalize_landing_pads`] (or [`check_landing_pad_form`]) puts the IR
-//!    into landing-pad form, one clause-set item per call, and fixes the
+//! 2. [`check_landing_pad_form`] (or the landing-pad legalization) puts the
+//!    IR into landing-pad form, one clause-set item per call, and fixes the
 //!    function's [`TypeTable`] so selectors are known before encoding.
 //! 3. [`tables_for_compiled`] turns the compiled call sites into an
 //!    [`Lsda`], laid out in the encodings of [`LsdaEncoding`], which
 //!    [`Lsda::write`] appends to a `.gcc_except_table` through gimli's
 //!    `Writer` (type entries via `write_eh_pointer`, so a relocating writer
-//!    such as [`RelocatedSection`] records their relocations).
+//!    such as [`RelocatedSection`] records their relocations), and
+//!    [`EhFrameBuilder`] gives the functions with an LSDA a CIE that names
+//!    the personality, next to the plain one.
 //! 4. [`decode_lsda`], written independently of the encoder, turns LSDA
 //!    bytes back into a typed, printable table.
-//! 5. [`LsdaObjectModule`] and [`LsdaJitModule`] do all of it inside
-//!    `define_function`, as cranelift-object and cranelift-jit would with
-//!    the setting on, and write or register `.eh_frame` with a personality.
 //!
-//! The codegen part (everything but the object and JIT glue) is `no_std`
-//! with `alloc`, as cranelift-codegen is.
+//! # This crate
+//!
+//! The modules above are written as they live in Cranelift
+//! (`cranelift_codegen::isa::unwind::lsda`, moved there by the series in
+//! `cranelift-patches/upstream/`), `no_std` with `alloc` as cranelift-codegen
+//! is. The rest is the glue the series puts in other crates:
+//! `legalize_landing_pads` (cranelift-frontend's `Switch`), and
+//! [`LsdaObjectModule`] / [`LsdaJitModule`], which do all of it inside
+//! `define_function`, as cranelift-object and cranelift-jit do with the
+//! setting on, and write or register `.eh_frame` with a personality.
 
 #![no_std]
 #![deny(missing_docs)]
