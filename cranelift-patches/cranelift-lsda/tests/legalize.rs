@@ -15,16 +15,8 @@ use cranelift_lsda::{
     PolicyError, SelectorConvention, TryCallForm, TypeEntry, UnsupportedTarget,
     check_landing_pad_form, legalize_landing_pads, tables_for_compiled,
 };
-use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
+use eh_test_support::parse_clif as parse;
 use std::collections::HashMap;
-
-fn parse(text: &str) -> (Function, OwnedTargetIsa) {
-    let test = parse_test(text, ParseOptions::default()).unwrap();
-    let IsaSpec::Some(mut isas) = test.isa_spec else {
-        panic!("no target")
-    };
-    (test.functions.into_iter().next().unwrap().0, isas.remove(0))
-}
 
 fn cxx_policy(default: DefaultAction) -> ClausePolicy {
     let mut p = ClausePolicy::new(default, SelectorConvention::TypeFilter);

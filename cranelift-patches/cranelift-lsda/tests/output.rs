@@ -4,7 +4,6 @@
 
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::{ExceptionTag, Function};
-use cranelift_codegen::isa::OwnedTargetIsa;
 use cranelift_lsda::{
     Clause, ClausePolicy, DefaultAction, EncodeError, JitTables, LandingPads, LsdaEncoding,
     LsdaObjectModule, ObjectTables, OutputError, SelectorConvention, TypeEntry,
@@ -12,7 +11,7 @@ use cranelift_lsda::{
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
-use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
+use eh_test_support::parse_clif as parse;
 
 const CATCH_INT: &str = "
 set unwind_info=true
@@ -27,14 +26,6 @@ block1(v1: i64):
 block2(v2: i64, v3: i64):
     return v3
 }";
-
-fn parse(text: &str) -> (Function, OwnedTargetIsa) {
-    let test = parse_test(text, ParseOptions::default()).unwrap();
-    let IsaSpec::Some(mut isas) = test.isa_spec else {
-        panic!("no target")
-    };
-    (test.functions.into_iter().next().unwrap().0, isas.remove(0))
-}
 
 fn policy() -> ClausePolicy {
     let mut policy = ClausePolicy::new(DefaultAction::CatchAll, SelectorConvention::TypeFilter);

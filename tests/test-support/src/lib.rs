@@ -6,10 +6,22 @@
 //!   JIT's type entries and a cleanup counter.
 //! * The scenario suite (`docs/examples/cxx-suite.clif`) and the outcome
 //!   each of its calls must have, given the selectors the crate predicts.
-//! * Helpers to run external tools on scratch files.
+//! * Helpers to parse CLIF and to run external tools on scratch files.
 
+use cranelift_codegen::ir::Function;
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// The first function of a CLIF text and its first `target`.
+pub fn parse_clif(text: &str) -> (Function, OwnedTargetIsa) {
+    let test = parse_test(text, ParseOptions::default()).unwrap();
+    let IsaSpec::Some(mut isas) = test.isa_spec else {
+        panic!("the CLIF text has no `target` line")
+    };
+    (test.functions.into_iter().next().unwrap().0, isas.remove(0))
+}
 
 unsafe extern "C" {
     fn eh_throw(kind: i64) -> i64;
