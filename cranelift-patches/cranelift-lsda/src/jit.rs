@@ -16,14 +16,11 @@
 //! (never after) the code is freed. [`JitTables`] is the same recorder for
 //! embedders that drive `JITModule` themselves.
 
-use crate::compiled::{CompiledTables, tables_for_compiled};
-use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, endian_of};
-use crate::encode::{Lsda, LsdaEncoding};
-use crate::error::{DecodeError, EncodeError, Malformation};
-use crate::landing_pad::PreparedFunction;
-use crate::module::{LandingPads, lsda_module_methods};
-use crate::module::{OutputError, OutputResult};
-use crate::policy::ClausePolicy;
+use crate::module::{LandingPads, OutputError, OutputResult, lsda_module_methods};
+use crate::{
+    ClausePolicy, CompiledTables, DecodeError, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda,
+    LsdaEncoding, Malformation, PreparedFunction, endian_of, tables_for_compiled,
+};
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;

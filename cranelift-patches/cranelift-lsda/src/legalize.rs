@@ -13,12 +13,11 @@
 //! The pass uses only the public API of the LSDA module (its result is
 //! proven by [`check_landing_pad_form`]), so it can live in another crate.
 
-use crate::error::{FormError, LsdaResult};
-use crate::landing_pad::{
-    LANDING_PAD_ARGS, PreparedFunction, TryCallForm, analyze_landing_pads, catch_items,
-    check_landing_pad_form, type_table_of,
+use crate::{
+    Clause, ClausePolicy, FormError, LANDING_PAD_ARGS, LsdaResult, PreparedFunction,
+    TryCallForm, TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form,
+    normalize_clauses, type_table_of,
 };
-use crate::policy::{Clause, ClausePolicy, TypeTable, normalize_clauses};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::{

@@ -39,43 +39,67 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-mod compiled;
-mod decode;
-mod eh_frame;
-mod encode;
-mod error;
+/// Items of the codegen part: compiled from this crate, or with the
+/// `upstream` feature taken from the patched cranelift-codegen, where the
+/// series (`cranelift-patches/upstream/`) moves them, so the glue and every
+/// test run against the moved code.
+macro_rules! codegen_part {
+    ($($item:item)*) => {
+        $(
+            #[cfg(not(feature = "upstream"))]
+            $item
+        )*
+    };
+}
+
+codegen_part! {
+    mod compiled;
+    mod decode;
+    mod eh_frame;
+    mod encode;
+    mod error;
+    mod landing_pad;
+    mod policy;
+
+    pub use compiled::{CompiledTables, call_sites_from_compiled, tables_for_compiled};
+    pub use decode::{
+        DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_lsda, encoding_name,
+    };
+    pub use eh_frame::{
+        EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of, unwind_info_of,
+    };
+    pub use encode::{
+        ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, LandingPad,
+        LengthWriter, Lsda, LsdaEncoding, TypeEncoding,
+    };
+    pub use error::{
+        DecodeError, EncodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad,
+        PolicyError, UnsupportedTarget,
+    };
+    pub use landing_pad::{
+        LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
+        call_conv_has_landing_pads, catch_items, check_isa, check_landing_pad_form,
+        try_call_clauses, type_table_of,
+    };
+    pub use policy::{
+        CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
+        TypeEntry, TypeTable, normalize_clauses,
+    };
+}
+
+#[cfg(feature = "upstream")]
+pub use cranelift_codegen::isa::unwind::lsda::*;
+
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
-mod landing_pad;
 #[cfg(feature = "legalize")]
 mod legalize;
 mod module;
 #[cfg(feature = "object")]
 mod object;
-mod policy;
 
-pub use compiled::{CompiledTables, call_sites_from_compiled, tables_for_compiled};
-pub use decode::{
-    DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_lsda, encoding_name,
-};
-pub use eh_frame::{
-    EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of, unwind_info_of,
-};
-pub use encode::{
-    ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, LandingPad,
-    LengthWriter, Lsda, LsdaEncoding, TypeEncoding,
-};
-pub use error::{
-    DecodeError, EncodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad,
-    PolicyError, UnsupportedTarget,
-};
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::{JitTables, LsdaJitModule, Registration, SymbolResolver, Unwinder, detect_unwinder};
-pub use landing_pad::{
-    LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
-    call_conv_has_landing_pads, catch_items, check_isa, check_landing_pad_form, try_call_clauses,
-    type_table_of,
-};
 #[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, prepare_function};
@@ -83,7 +107,3 @@ pub use module::{LandingPads, prepare_function};
 pub use module::{OutputError, OutputResult};
 #[cfg(feature = "object")]
 pub use object::{LsdaObjectModule, ObjectTables};
-pub use policy::{
-    CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
-    TypeEntry, TypeTable, normalize_clauses,
-};

@@ -3,10 +3,8 @@
 //! forward unchanged to the module they wrap.
 
 #[cfg(any(feature = "object", feature = "jit"))]
-use crate::error::LsdaError;
-use crate::error::LsdaResult;
-use crate::landing_pad::{PreparedFunction, check_landing_pad_form};
-use crate::policy::ClausePolicy;
+use crate::LsdaError;
+use crate::{ClausePolicy, LsdaResult, PreparedFunction, check_landing_pad_form};
 #[cfg(any(feature = "object", feature = "jit"))]
 use alloc::string::String;
 use cranelift_codegen::ir::Function;
@@ -37,7 +35,7 @@ pub fn prepare_function(
     match mode {
         LandingPads::Check => check_landing_pad_form(func, isa, policy),
         #[cfg(feature = "legalize")]
-        LandingPads::Legalize => crate::legalize::legalize_landing_pads(func, isa, policy),
+        LandingPads::Legalize => crate::legalize_landing_pads(func, isa, policy),
     }
 }
 

@@ -24,13 +24,11 @@
 //! indirect encoding refers to the symbol's `DW.ref` slot, an unknown
 //! encoding is an error.
 
-use crate::compiled::{CompiledTables, tables_for_compiled};
-use crate::eh_frame::{EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of};
-use crate::encode::{Lsda, LsdaEncoding, TypeEncoding};
-use crate::landing_pad::PreparedFunction;
-use crate::module::{LandingPads, lsda_module_methods};
-use crate::module::{OutputError, OutputResult};
-use crate::policy::ClausePolicy;
+use crate::module::{LandingPads, OutputError, OutputResult, lsda_module_methods};
+use crate::{
+    ClausePolicy, CompiledTables, EhFrameBuilder, EhFrameEncoding, Lsda, LsdaEncoding,
+    PreparedFunction, RelocatedSection, SymbolIndex, TypeEncoding, endian_of, tables_for_compiled,
+};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;

@@ -30,7 +30,7 @@ def module_file(root: str, modules: list[str], module_path: str) -> str:
     out = docs + [""]
     out += [f"mod {m};" for m in modules] + [""]
     for m in modules:
-        for use in re.findall(rf"^pub use {m}::(?:\{{[^}}]*\}}|\w+);", root, re.M):
+        for use in re.findall(rf"^\s*(pub use {m}::(?:\{{[^}}]*\}}|\w+);)", root, re.M):
             out.append(rewrite(use, module_path))
     return "\n".join(out) + "\n"
 
