@@ -14,9 +14,9 @@
 //! proven by [`check_landing_pad_form`]), so it can live in another crate.
 
 use crate::{
-    Clause, ClausePolicy, FormError, LANDING_PAD_ARGS, LsdaResult, PreparedFunction,
-    TryCallForm, TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form,
-    normalize_clauses, type_table_of,
+    Clause, ClausePolicy, FormError, LANDING_PAD_ARGS, LsdaResult, PreparedFunction, TryCallForm,
+    TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form, normalize_clauses,
+    type_table_of,
 };
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
