@@ -7,9 +7,11 @@
 //! and reports malformed bytes as a [`DecodeError`].
 
 use crate::error::{DecodeError, Malformation};
+use crate::policy::{Clause, TypeEntry};
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use gimli::constants::{self, DwEhPe};
@@ -94,6 +96,35 @@ impl DecodedLsda {
         self.call_sites
             .iter()
             .find(|cs| cs.start <= offset && offset < cs.start.saturating_add(cs.len))
+    }
+
+    /// The clauses `record` (one of this table's call sites) stands for, as
+    /// a policy writes them: no action chain is a lone cleanup, a null type
+    /// entry a catch-all. `None` when the chain holds an exception
+    /// specification or a type index past the table.
+    pub fn clauses(&self, record: &DecodedCallSite) -> Option<Vec<Clause>> {
+        if record.chain.is_empty() {
+            return Some(vec![Clause::Cleanup]);
+        }
+        record
+            .chain
+            .iter()
+            .map(|action| match *action {
+                DecodedAction::Cleanup => Some(Clause::Cleanup),
+                DecodedAction::Catch(n) => {
+                    let entry = self.type_entries.get((n as usize).checked_sub(1)?)?;
+                    Some(Clause::Catch(match entry {
+                        DecodedTypeEntry::Null => TypeEntry::CatchAll,
+                        DecodedTypeEntry::Symbol { name, addend, .. } => TypeEntry::Symbol {
+                            name: name.clone(),
+                            addend: *addend,
+                        },
+                        DecodedTypeEntry::Value(value) => TypeEntry::Address(*value),
+                    }))
+                }
+                DecodedAction::ExceptionSpec(_) => None,
+            })
+            .collect()
     }
 
     /// Name the type entries for which `name_at(offset)` (the entry's
@@ -531,7 +562,6 @@ impl fmt::Display for DecodedLsda {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     fn decode(bytes: &[u8]) -> DecodeResult<DecodedLsda> {
         decode_lsda(bytes, RunTimeEndian::Little, 8)

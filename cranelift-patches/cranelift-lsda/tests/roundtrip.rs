@@ -4,9 +4,8 @@
 //! no two adjacent records could have been merged.
 
 use cranelift_lsda::{
-    CallSite, CallSiteEncoding, Clause, ClauseList, DecodedAction, DecodedCallSite,
-    DecodedTypeEntry, LandingPad, Lsda, LsdaEncoding, TypeEncoding, TypeEntry, TypeTable,
-    decode_lsda,
+    CallSite, CallSiteEncoding, Clause, ClauseList, LandingPad, Lsda, LsdaEncoding, TypeEncoding,
+    TypeEntry, TypeTable, decode_lsda,
 };
 use gimli::RunTimeEndian;
 use proptest::prelude::*;
@@ -59,28 +58,6 @@ fn encoding(seed: u8) -> (LsdaEncoding, RunTimeEndian, u8) {
     };
     let address_size = if seed & 16 != 0 { 4 } else { 8 };
     (e, endian, address_size)
-}
-
-fn decoded_clauses(cs: &DecodedCallSite, types: &[DecodedTypeEntry]) -> Vec<Clause> {
-    if cs.chain.is_empty() {
-        return vec![Clause::Cleanup];
-    }
-    cs.chain
-        .iter()
-        .map(|a| match a {
-            DecodedAction::Cleanup => Clause::Cleanup,
-            DecodedAction::Catch(n) => Clause::Catch(match &types[*n as usize - 1] {
-                DecodedTypeEntry::Null => TypeEntry::CatchAll,
-                DecodedTypeEntry::Symbol { name, addend, .. } => TypeEntry::Symbol {
-                    name: name.clone(),
-                    addend: *addend,
-                },
-                DecodedTypeEntry::Value(v) => TypeEntry::Address(*v),
-                other => panic!("unexpected type entry {other:?}"),
-            }),
-            other => panic!("unexpected action {other:?}"),
-        })
-        .collect()
 }
 
 proptest! {
@@ -151,7 +128,7 @@ proptest! {
                 Some(pad) => {
                     prop_assert_eq!(record.landing_pad, u64::from(pad.offset));
                     prop_assert_eq!(
-                        decoded_clauses(record, &decoded.type_entries),
+                        decoded.clauses(record).unwrap(),
                         pad.clauses.clauses().to_vec()
                     );
                 }

@@ -17,8 +17,8 @@ use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_lsda::{
-    Clause, ClauseList, ClausePolicy, DecodedAction, DecodedTypeEntry, DefaultAction, LsdaEncoding,
-    SelectorConvention, TypeEntry, legalize_landing_pads, tables_for_compiled, try_call_clauses,
+    Clause, ClauseList, ClausePolicy, DefaultAction, LsdaEncoding, SelectorConvention, TypeEntry,
+    legalize_landing_pads, tables_for_compiled, try_call_clauses,
 };
 use gimli::RunTimeEndian;
 use libfuzzer_sys::fuzz_target;
@@ -179,32 +179,6 @@ fn function(case: &Case, isa: &OwnedTargetIsa) -> Option<Function> {
     Some(func)
 }
 
-/// The clause list a decoded call-site record describes.
-fn decoded_clauses(
-    record: &cranelift_lsda::DecodedCallSite,
-    types: &[DecodedTypeEntry],
-) -> Vec<Clause> {
-    if record.chain.is_empty() {
-        return vec![Clause::Cleanup];
-    }
-    record
-        .chain
-        .iter()
-        .map(|action| match action {
-            DecodedAction::Cleanup => Clause::Cleanup,
-            DecodedAction::Catch(n) => Clause::Catch(match &types[*n as usize - 1] {
-                DecodedTypeEntry::Null => TypeEntry::CatchAll,
-                DecodedTypeEntry::Symbol { name, addend, .. } => TypeEntry::Symbol {
-                    name: name.clone(),
-                    addend: *addend,
-                },
-                other => panic!("unexpected type entry {other:?}"),
-            }),
-            other => panic!("unexpected action {other:?}"),
-        })
-        .collect()
-}
-
 fuzz_target!(|case: Case| {
     let isa = isa(case.aarch64);
     let (Some(mut policy), Some(mut func)) = (policy(&case), function(&case, &isa)) else {
@@ -244,7 +218,7 @@ fuzz_target!(|case: Case| {
                 .lookup(u64::from(site.ret_addr) - 1)
                 .expect("covered");
             assert_ne!(record.landing_pad, 0);
-            decoded_clauses(record, &decoded.type_entries)
+            decoded.clauses(record).expect("chains name table entries")
         })
         .collect();
     let expected: Vec<Vec<Clause>> = original.iter().map(|l| l.clauses().to_vec()).collect();

@@ -6,8 +6,8 @@
 
 use arbitrary::Arbitrary;
 use cranelift_lsda::{
-    CallSite, CallSiteEncoding, Clause, ClauseList, DecodedAction, DecodedTypeEntry, LandingPad,
-    Lsda, LsdaEncoding, TypeEncoding, TypeEntry, TypeTable,
+    CallSite, CallSiteEncoding, Clause, ClauseList, LandingPad, Lsda, LsdaEncoding, TypeEncoding,
+    TypeEntry, TypeTable,
 };
 use gimli::RunTimeEndian;
 use libfuzzer_sys::fuzz_target;
@@ -109,31 +109,7 @@ fuzz_target!(|layout: Layout| {
             None => assert_eq!(record.landing_pad, 0),
             Some(pad) => {
                 assert_eq!(record.landing_pad, u64::from(pad.offset));
-                let clauses: Vec<Clause> = if record.chain.is_empty() {
-                    vec![Clause::Cleanup]
-                } else {
-                    record
-                        .chain
-                        .iter()
-                        .map(|action| match action {
-                            DecodedAction::Cleanup => Clause::Cleanup,
-                            DecodedAction::Catch(n) => {
-                                Clause::Catch(match &decoded.type_entries[*n as usize - 1] {
-                                    DecodedTypeEntry::Null => TypeEntry::CatchAll,
-                                    DecodedTypeEntry::Symbol { name, addend, .. } => {
-                                        TypeEntry::Symbol {
-                                            name: name.clone(),
-                                            addend: *addend,
-                                        }
-                                    }
-                                    DecodedTypeEntry::Value(v) => TypeEntry::Address(*v),
-                                    other => panic!("unexpected type entry {other:?}"),
-                                })
-                            }
-                            other => panic!("unexpected action {other:?}"),
-                        })
-                        .collect()
-                };
+                let clauses = decoded.clauses(record).expect("chains name table entries");
                 assert_eq!(clauses, pad.clauses.clauses());
             }
         }
