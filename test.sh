@@ -9,8 +9,10 @@ cd "$(dirname "$0")"
 # llvm-dwarfdump (llvm). g++: the C++ runtime and linked executables.
 # Unwinders: libunwind-14 (LLVM, libunwind.so.1) and libunwind8 (nongnu,
 # libunwind.so.8); their -dev packages conflict, and the tests link the
-# runtime libraries by path, so only the runtimes are installed.
-packages=(elfutils binutils g++ llvm libunwind-14 libunwind8)
+# runtime libraries by path, so only the runtimes are installed. Cross g++
+# and qemu-user: the linked suite executed on aarch64, riscv64 and s390x.
+packages=(elfutils binutils g++ llvm libunwind-14 libunwind8
+    g++-aarch64-linux-gnu g++-riscv64-linux-gnu g++-s390x-linux-gnu qemu-user)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||

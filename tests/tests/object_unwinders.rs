@@ -28,16 +28,20 @@ fn multiarch_lib(name: &str) -> String {
 
 /// The suite as a relocatable object for the host.
 fn suite_object(dir: &Path) -> PathBuf {
+    suite_object_for(dir, target_lexicon::Triple::host().architecture)
+}
+
+/// The suite as a relocatable object for `arch`.
+fn suite_object_for(dir: &Path, arch: target_lexicon::Architecture) -> PathBuf {
     let text = cxx_suite();
     let file = clif_eh::parse_file(&text).unwrap();
-    let arch = target_lexicon::Triple::host().architecture;
     let isa = file
         .isas
         .iter()
         .find(|i| i.triple().architecture == arch)
-        .expect("the suite targets the host");
+        .unwrap_or_else(|| panic!("the suite has no `target {arch}`"));
     let bytes = clif_eh::module::emit_object(&file, isa, "__gxx_personality_v0").unwrap();
-    let path = dir.join("suite.o");
+    let path = dir.join(format!("suite-{arch}.o"));
     std::fs::write(&path, bytes).unwrap();
     path
 }
@@ -50,20 +54,31 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 /// Run g++, requiring success and no diagnostics at all.
 fn gxx(args: &[&str]) {
-    let out = Command::new("g++")
+    compile_with("g++", "g++", args);
+}
+
+/// Run a C++ compiler driver, requiring success and no diagnostics at all.
+fn compile_with(compiler: &str, debian_package: &str, args: &[&str]) {
+    let out = Command::new(compiler)
         .args(args)
         .output()
-        .expect("g++ is needed (Debian g++)");
+        .unwrap_or_else(|e| panic!("{compiler}: {e} (install Debian's {debian_package})"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stderr.trim().is_empty(),
-        "g++ {args:?}:\n{stderr}"
+        "{compiler} {args:?}:\n{stderr}"
     );
 }
 
 /// Run a linked suite executable: (unwinder library, outcomes).
 fn run_suite(exe: &Path) -> (String, Vec<Outcome>) {
-    let out = Command::new(exe).output().unwrap();
+    run_suite_with(Command::new(exe))
+}
+
+/// Run a suite executable through `command` (the executable itself, or an
+/// emulator with the executable as argument).
+fn run_suite_with(mut command: Command) -> (String, Vec<Outcome>) {
+    let out = command.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -162,6 +177,63 @@ fn libstdcxx_catches_in_a_shared_library() {
             .unwrap_or_else(|| panic!("no FDE for {function}"));
         assert_eq!(fde.found_by_hdr, Some(true), "{function} in .eh_frame_hdr");
     }
+}
+
+/// The suite's objects for aarch64, riscv64 and s390x (big-endian), linked
+/// by Debian's cross g++ with the same C++ runtime and run under qemu-user:
+/// every call gives the outcome it gives on the host.
+#[test]
+fn libstdcxx_catches_in_linked_objects_of_every_isa_under_qemu() {
+    use target_lexicon::Architecture;
+    let dir = scratch_dir("object-cross");
+    for (arch, gnu, qemu) in [
+        (
+            Architecture::Aarch64(target_lexicon::Aarch64Architecture::Aarch64),
+            "aarch64-linux-gnu",
+            "qemu-aarch64",
+        ),
+        (
+            Architecture::Riscv64(target_lexicon::Riscv64Architecture::Riscv64),
+            "riscv64-linux-gnu",
+            "qemu-riscv64",
+        ),
+        (Architecture::S390x, "s390x-linux-gnu", "qemu-s390x"),
+    ] {
+        let object = suite_object_for(&dir, arch);
+        let exe = dir.join(format!("suite-{arch}"));
+        let compiler = format!("{gnu}-g++");
+        compile_with(
+            &compiler,
+            &format!("g++-{gnu}"),
+            &[
+                "-O1",
+                "-o",
+                exe.to_str().unwrap(),
+                MAIN,
+                RUNTIME,
+                object.to_str().unwrap(),
+            ],
+        );
+        let sysroot = format!("/usr/{gnu}");
+        assert!(
+            Path::new(&sysroot).is_dir() && which(qemu),
+            "{qemu} and {sysroot} are needed: install Debian's qemu-user and g++-{gnu}, \
+             as ./test.sh does"
+        );
+        let mut command = Command::new(qemu);
+        command.arg("-L").arg(&sysroot).arg(&exe);
+        let (unwinder, outcomes) = run_suite_with(command);
+        assert!(
+            unwinder.contains("libgcc_s.so"),
+            "{arch}: unwinder is {unwinder}"
+        );
+        assert_eq!(outcomes, expected_outcomes(), "{arch}");
+    }
+}
+
+fn which(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// Per CIE offset: augmentation and personality pointer; per FDE:
