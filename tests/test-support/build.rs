@@ -1,5 +1,6 @@
 fn main() {
     println!("cargo:rerun-if-changed=cxx/eh_runtime.cpp");
+    println!("cargo:rerun-if-changed=cxx/eh_runtime.h");
     cc::Build::new()
         .cpp(true)
         .file("cxx/eh_runtime.cpp")

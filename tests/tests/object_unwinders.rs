@@ -5,15 +5,13 @@
 //! are read back by our dump and by readelf, llvm-dwarfdump and eu-readelf.
 
 use clif_eh::dump::{EhDump, dump_elf};
+use eh_test_support::{compile_cxx, gxx};
 use eh_tests::{Outcome, cxx_suite, expected_suite_outcomes as expected_outcomes};
 use pretty_assertions::assert_eq;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RUNTIME: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/test-support/cxx/eh_runtime.cpp"
-);
+const RUNTIME: &str = eh_test_support::RUNTIME_CPP;
 const MAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cxx/object_main.cpp");
 
 fn multiarch_lib(name: &str) -> String {
@@ -50,24 +48,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Run g++, requiring success and no diagnostics at all.
-fn gxx(args: &[&str]) {
-    compile_with("g++", "g++", args);
-}
-
-/// Run a C++ compiler driver, requiring success and no diagnostics at all.
-fn compile_with(compiler: &str, debian_package: &str, args: &[&str]) {
-    let out = Command::new(compiler)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{compiler}: {e} (install Debian's {debian_package})"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stderr.trim().is_empty(),
-        "{compiler} {args:?}:\n{stderr}"
-    );
 }
 
 /// Run a linked suite executable: (unwinder library, outcomes).
@@ -179,6 +159,29 @@ fn libstdcxx_catches_in_a_shared_library() {
     }
 }
 
+/// The reverse: Cranelift frames in the executable, the C++ code that
+/// throws (and the catch-all of `eh_call`) in a shared library.
+#[test]
+fn libstdcxx_catches_exceptions_thrown_in_a_shared_library() {
+    let dir = scratch_dir("object-runtime-shared");
+    let object = suite_object(&dir);
+    let lib = dir.join("libehruntime.so");
+    gxx(&["-shared", "-fPIC", "-o", lib.to_str().unwrap(), RUNTIME]);
+    let exe = dir.join("suite-runtime-shared");
+    gxx(&[
+        "-O1",
+        "-o",
+        exe.to_str().unwrap(),
+        MAIN,
+        object.to_str().unwrap(),
+        &format!("-L{}", dir.display()),
+        "-lehruntime",
+        &format!("-Wl,-rpath,{}", dir.display()),
+    ]);
+    let (_, outcomes) = run_suite(&exe);
+    assert_eq!(outcomes, expected_outcomes());
+}
+
 /// The suite's objects for aarch64, riscv64 and s390x (big-endian), linked
 /// by Debian's cross g++ with the same C++ runtime and run under qemu-user:
 /// every call gives the outcome it gives on the host.
@@ -202,7 +205,7 @@ fn libstdcxx_catches_in_linked_objects_of_every_isa_under_qemu() {
         let object = suite_object_for(&dir, arch);
         let exe = dir.join(format!("suite-{arch}"));
         let compiler = format!("{gnu}-g++");
-        compile_with(
+        compile_cxx(
             &compiler,
             &format!("g++-{gnu}"),
             &[

@@ -1,19 +1,8 @@
 // A small C++ runtime that Cranelift code calls and catches from: it throws
 // exceptions of several types and gives their payloads back to the pads.
-#include <cstdint>
-#include <typeinfo>
+#include "eh_runtime.h"
 
-struct Base {
-    explicit Base(int64_t v) : value(v) {}
-    virtual ~Base() {}
-    int64_t value;
-};
-struct Derived : Base {
-    explicit Derived(int64_t v) : Base(v) {}
-};
-struct Unrelated {
-    int64_t value;
-};
+#include <typeinfo>
 
 static int64_t cleanups = 0;
 

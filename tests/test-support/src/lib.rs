@@ -167,6 +167,31 @@ pub fn run_tool(tool: &str, args: &[&str], path: &Path) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The C++ runtime's source, for tests that link it into executables.
+pub const RUNTIME_CPP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cxx/eh_runtime.cpp");
+/// The directory of its header, `eh_runtime.h`.
+pub const RUNTIME_INCLUDE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/cxx");
+
+/// Run a C++ compiler driver (`g++`, or a cross one such as
+/// `aarch64-linux-gnu-g++` from Debian's `debian_package`), requiring
+/// success and no diagnostics at all.
+pub fn compile_cxx(compiler: &str, debian_package: &str, args: &[&str]) {
+    let out = Command::new(compiler)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{compiler}: {e} (install Debian's {debian_package})"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "{compiler} {args:?}:\n{stderr}"
+    );
+}
+
+/// Run g++ as [`compile_cxx`] does.
+pub fn gxx(args: &[&str]) {
+    compile_cxx("g++", "g++", args);
+}
+
 /// The scenario suite shared by the JIT and linked-object tests, found
 /// from whichever workspace package runs the test.
 pub fn cxx_suite() -> String {
