@@ -34,6 +34,8 @@ fi
 # cranelift 0.136.0 and wasmer 7.5.0 declare rust-version 1.96; 1.95 builds
 # them cleanly (see README).
 log=$(mktemp)
+EH_FIGURES_DIR=$(mktemp -d)
+export EH_FIGURES_DIR
 set +e
 cargo test --workspace --ignore-rust-version 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
@@ -42,5 +44,11 @@ set -e
 # no test: sum every binary's results, and the filetests runner's.
 awk '/^test result:/ { p += $4; f += $6 } /^filetests: [0-9]+ passed/ { p += $2; f += $4 }
      END { printf "totals: %d passed, %d failed\n", p, f }' "$log"
-rm -f "$log"
+# Figures the tests measured (concurrency, leaks), one line each.
+for figure in "$EH_FIGURES_DIR"/*; do
+    if [[ -f $figure ]]; then
+        sed "s|^|figure: $(basename "$figure"): |" "$figure"
+    fi
+done
+rm -rf "$log" "$EH_FIGURES_DIR"
 exit "$status"

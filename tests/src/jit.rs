@@ -95,6 +95,77 @@ pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
     assert_eq!(cleanup_count(), 2, "both frames' cleanup pads ran");
 }
 
+/// Eight threads call the whole suite through their own JIT modules (each
+/// call throws, or not, as the suite says) while another thread compiles,
+/// registers, runs and frees modules, for `duration`. Every outcome must be
+/// the expected one; the figures are reported under `topic`.
+pub fn concurrent_throws_while_modules_register(topic: &str, duration: std::time::Duration) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const THREADS: usize = 8;
+    let file = clif_eh::parse_file(&cxx_suite()).unwrap();
+    let expected = expected_suite_outcomes();
+    let stop = AtomicBool::new(false);
+    let start = std::time::Instant::now();
+    let (calls, wrong, registrations) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|_| {
+                scope.spawn(|| {
+                    let jit = jit_file(&file, &[]).unwrap();
+                    let (mut calls, mut wrong) = (0u64, Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        for e in &expected {
+                            let out = jit.call(&e.function, e.kind).unwrap();
+                            let actual = (out.value, out.escaped.code(), out.cleanups);
+                            if actual != (e.value, e.escaped, e.cleanups) {
+                                wrong.push(format!("{}({}): {actual:?}", e.function, e.kind));
+                            }
+                            calls += 1;
+                        }
+                    }
+                    (calls, wrong)
+                })
+            })
+            .collect();
+        let registrar = scope.spawn(|| {
+            let mut registrations = 0u64;
+            while start.elapsed() < duration {
+                let jit = jit_file(&file, &[]).unwrap();
+                assert_eq!(jit.call("catch_int", 1).unwrap().value, 1007);
+                // SAFETY: nothing of the module is used after this.
+                unsafe { jit.module.free_memory() };
+                registrations += 1;
+            }
+            stop.store(true, Ordering::Relaxed);
+            registrations
+        });
+        let registrations = registrar.join().unwrap();
+        let (mut calls, mut wrong) = (0, Vec::new());
+        for worker in workers {
+            let (c, w) = worker.join().unwrap();
+            calls += c;
+            wrong.extend(w);
+        }
+        (calls, wrong, registrations)
+    });
+    let seconds = start.elapsed().as_secs_f64();
+    let throwing = expected.iter().filter(|e| e.kind != 0).count() as f64 / expected.len() as f64;
+    crate::report_figure(
+        topic,
+        &format!(
+            "{THREADS} threads, {seconds:.1} s: {calls} calls ({:.0} throws/s), {} wrong; \
+             {registrations} modules registered and freed meanwhile",
+            calls as f64 * throwing / seconds,
+            wrong.len()
+        ),
+    );
+    assert!(
+        wrong.is_empty(),
+        "wrong outcomes: {:?}",
+        &wrong[..wrong.len().min(10)]
+    );
+    assert!(registrations > 0 && calls > 0);
+}
+
 unsafe extern "C" {
     fn _Unwind_Find_FDE(pc: *const u8, bases: *mut [usize; 3]) -> *const u8;
 }

@@ -22,3 +22,11 @@ jit_checks!();
 fn tables_are_deregistered_before_the_code_is_freed() {
     eh_tests::jit::tables_are_deregistered_before_the_code_is_freed(eh_tests::jit::unwinder_finds);
 }
+
+#[test]
+fn eight_threads_throw_while_modules_register_and_deregister() {
+    eh_tests::jit::concurrent_throws_while_modules_register(
+        "concurrency-llvm-libunwind",
+        std::time::Duration::from_secs(10),
+    );
+}

@@ -141,6 +141,23 @@ pub fn reset_cleanup_count() {
     unsafe { eh_reset_cleanups() }
 }
 
+/// Report a measured figure: printed to stderr (shown with `--nocapture`)
+/// and, when `EH_FIGURES_DIR` is set (as `./test.sh` sets it), appended to
+/// the file `<EH_FIGURES_DIR>/<topic>` so that the test command can print
+/// every figure after the run.
+pub fn report_figure(topic: &str, line: &str) {
+    eprintln!("{topic}: {line}");
+    if let Some(dir) = std::env::var_os("EH_FIGURES_DIR") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(Path::new(&dir).join(topic))
+            .unwrap();
+        writeln!(file, "{line}").unwrap();
+    }
+}
+
 /// Write `bytes` to a fresh file under the target directory.
 pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("eh-tests-{}", std::process::id()));
