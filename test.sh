@@ -11,8 +11,9 @@ cd "$(dirname "$0")"
 # libunwind.so.8); their -dev packages conflict, and the tests link the
 # runtime libraries by path, so only the runtimes are installed. Cross g++
 # and qemu-user: the linked suite executed on aarch64, riscv64 and s390x.
+# valgrind: the leak checks.
 packages=(elfutils binutils g++ llvm libunwind-14 libunwind8
-    g++-aarch64-linux-gnu g++-riscv64-linux-gnu g++-s390x-linux-gnu qemu-user)
+    g++-aarch64-linux-gnu g++-riscv64-linux-gnu g++-s390x-linux-gnu qemu-user valgrind)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||

@@ -24,6 +24,8 @@ pub fn libstdcxx_catches_in_jit_frames() {
         });
     }
     assert_eq!(actual, expected_suite_outcomes());
+    // SAFETY: no pointer into the module is used after this.
+    unsafe { jit.module.free_memory() };
 }
 
 extern "C-unwind" fn rust_may_panic(x: i64) -> i64 {
@@ -93,6 +95,8 @@ pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
         Some("a Rust panic crossing Cranelift frames")
     );
     assert_eq!(cleanup_count(), 2, "both frames' cleanup pads ran");
+    // SAFETY: `outer` is not called after this.
+    unsafe { jit.module.free_memory() };
 }
 
 /// Eight threads call the whole suite through their own JIT modules (each
@@ -164,6 +168,95 @@ pub fn concurrent_throws_while_modules_register(topic: &str, duration: std::time
         &wrong[..wrong.len().min(10)]
     );
     assert!(registrations > 0 && calls > 0);
+}
+
+const ONE_CATCH: &str = "
+set unwind_info=true
+target x86_64
+target aarch64
+; eh-tag: tag1 = catch _ZTIi
+
+function %catch_int(i64) -> i64 system_v {
+    sig0 = (i64) -> i64 system_v
+    sig1 = () system_v
+    fn0 = %eh_throw sig0
+    fn1 = %__cxa_begin_catch sig0
+    fn2 = %__cxa_end_catch sig1
+    fn3 = %eh_int_value sig0
+block0(v0: i64):
+    try_call fn0(v0), sig0, block1(ret0), [ tag1: block2(exn0) ]
+block1(v1: i64):
+    return v1
+block2(v2: i64):
+    v3 = call fn1(v2)
+    v4 = call fn3(v3)
+    call fn2()
+    return v4
+}
+";
+
+/// Bytes the heap holds (`mallinfo2`: in use from the arena and mmapped)
+/// and how many mappings the process has.
+fn memory_in_use() -> (usize, usize) {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let info = unsafe { libc::mallinfo2() };
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    (info.uordblks + info.hblkhd, maps.lines().count())
+}
+
+/// 10,000 JIT modules compiled, registered, thrown through (a C++ int
+/// caught in the Cranelift frame) and freed, then 10,000 throws caught in
+/// one module: the heap and the mappings stay flat. Must run alone in its
+/// process (the heap is process-wide); figures reported under `topic`.
+pub fn memory_stays_flat_over_ten_thousand_modules(topic: &str) {
+    const MODULES: usize = 10_000;
+    const SLACK: usize = 64 * 1024;
+    let file = clif_eh::parse_file(ONE_CATCH).unwrap();
+    let cycle = || {
+        let jit = jit_file(&file, &[]).unwrap();
+        assert_eq!(jit.call("catch_int", 1).unwrap().value, 7);
+        // SAFETY: nothing of the module is used after this.
+        unsafe { jit.module.free_memory() };
+    };
+    // Warm up: lazily allocated state of the allocator, the unwinder and
+    // libstdc++ (emergency pool, per-thread globals) settles first.
+    (0..100).for_each(|_| cycle());
+    let before = memory_in_use();
+    (0..MODULES).for_each(|_| cycle());
+    let after_modules = memory_in_use();
+
+    let jit = jit_file(&file, &[]).unwrap();
+    let throws = || {
+        for _ in 0..MODULES {
+            assert_eq!(jit.call("catch_int", 1).unwrap().value, 7);
+        }
+    };
+    throws();
+    let before_throws = memory_in_use();
+    throws();
+    let after_throws = memory_in_use();
+    // SAFETY: nothing of the module is used after this.
+    unsafe { jit.module.free_memory() };
+
+    let growth =
+        |a: (usize, usize), b: (usize, usize)| (b.0 as i64 - a.0 as i64, b.1 as i64 - a.1 as i64);
+    let (module_bytes, module_maps) = growth(before, after_modules);
+    let (throw_bytes, throw_maps) = growth(before_throws, after_throws);
+    crate::report_figure(
+        topic,
+        &format!(
+            "{MODULES} modules registered, thrown through and freed: heap {module_bytes:+} B, \
+             mappings {module_maps:+}; {MODULES} more throws caught in one module: heap \
+             {throw_bytes:+} B, mappings {throw_maps:+}"
+        ),
+    );
+    assert!(
+        module_bytes < SLACK as i64
+            && module_maps <= 0
+            && throw_bytes < SLACK as i64
+            && throw_maps <= 0,
+        "memory grew: {before:?} -> {after_modules:?}; {before_throws:?} -> {after_throws:?}"
+    );
 }
 
 unsafe extern "C" {

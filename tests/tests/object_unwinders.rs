@@ -64,7 +64,11 @@ fn run_suite_with(mut command: Command) -> (String, Vec<Outcome>) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
+    parse_suite_output(&String::from_utf8(out.stdout).unwrap())
+}
+
+/// What object_main.cpp printed: (unwinder library, outcomes).
+fn parse_suite_output(text: &str) -> (String, Vec<Outcome>) {
     let mut lines = text.lines();
     let unwinder = lines
         .next()
@@ -157,6 +161,38 @@ fn libstdcxx_catches_in_a_shared_library() {
             .unwrap_or_else(|| panic!("no FDE for {function}"));
         assert_eq!(fde.found_by_hdr, Some(true), "{function} in .eh_frame_hdr");
     }
+}
+
+/// The linked suite under valgrind's memcheck: no memory error, nothing
+/// lost; every exception caught in a Cranelift frame was freed (an
+/// exception never ended would stay on libstdc++'s caught stack).
+#[test]
+fn the_linked_suite_leaks_nothing_under_memcheck() {
+    let dir = scratch_dir("object-memcheck");
+    let object = suite_object(&dir);
+    let exe = dir.join("suite-memcheck");
+    gxx(&[
+        "-O1",
+        "-o",
+        exe.to_str().unwrap(),
+        MAIN,
+        RUNTIME,
+        object.to_str().unwrap(),
+    ]);
+    let report = eh_test_support::memcheck(&exe, &[]);
+    eh_test_support::report_figure("leaks-linked-suite", &report.to_string());
+    let (_, outcomes) = parse_suite_output(&report.stdout);
+    assert_eq!(outcomes, expected_outcomes());
+    assert_eq!(
+        (
+            report.errors,
+            report.definitely_lost,
+            report.indirectly_lost,
+            report.possibly_lost
+        ),
+        (0, 0, 0, 0),
+        "{report}"
+    );
 }
 
 /// The reverse: Cranelift frames in the executable, the C++ code that

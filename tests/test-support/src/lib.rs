@@ -158,6 +158,85 @@ pub fn report_figure(topic: &str, line: &str) {
     }
 }
 
+/// What valgrind's memcheck said about one run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Memcheck {
+    /// The program's standard output.
+    pub stdout: String,
+    /// Memory errors (invalid reads, writes, frees, uninitialised uses).
+    pub errors: u64,
+    /// Bytes definitely lost.
+    pub definitely_lost: u64,
+    /// Bytes indirectly lost.
+    pub indirectly_lost: u64,
+    /// Bytes possibly lost.
+    pub possibly_lost: u64,
+    /// Bytes still reachable at exit.
+    pub still_reachable: u64,
+}
+
+impl std::fmt::Display for Memcheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} errors; definitely lost {} B, indirectly lost {} B, possibly lost {} B, \
+             still reachable {} B",
+            self.errors,
+            self.definitely_lost,
+            self.indirectly_lost,
+            self.possibly_lost,
+            self.still_reachable
+        )
+    }
+}
+
+/// Run `program args` under valgrind's memcheck with a full leak check.
+/// The program must exit with 0 (its stderr is shown otherwise).
+pub fn memcheck(program: &Path, args: &[&str]) -> Memcheck {
+    let out = Command::new("valgrind")
+        // Leaks are reported below, not counted as errors.
+        .args(["--leak-check=full", "--errors-for-leak-kinds=none"])
+        // A Rust panic's backtrace would fill the symbolizer's cache, which
+        // lives until exit and is reported as still reachable.
+        .env("RUST_BACKTRACE", "0")
+        .arg(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("valgrind: {e} (install Debian's valgrind, as ./test.sh does)"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "{} under memcheck:\n{stderr}",
+        program.display()
+    );
+    // "==pid==    definitely lost: 1,024 bytes in 2 blocks"
+    let bytes = |label: &str| -> u64 {
+        stderr
+            .lines()
+            .find_map(|line| line.split_once(label).map(|(_, rest)| rest))
+            .map(|rest| {
+                let number = rest.split_whitespace().next().unwrap_or_default();
+                number.replace(',', "").parse().unwrap()
+            })
+            .unwrap_or(0)
+    };
+    let errors = stderr
+        .lines()
+        .find_map(|line| line.split_once("ERROR SUMMARY: "))
+        .map(|(_, rest)| rest.split_whitespace().next().unwrap().replace(',', ""))
+        .expect("memcheck's ERROR SUMMARY")
+        .parse()
+        .unwrap();
+    Memcheck {
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        errors,
+        definitely_lost: bytes("definitely lost: "),
+        indirectly_lost: bytes("indirectly lost: "),
+        possibly_lost: bytes("possibly lost: "),
+        still_reachable: bytes("still reachable: "),
+    }
+}
+
 /// Write `bytes` to a fresh file under the target directory.
 pub fn scratch_file(name: &str, bytes: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("eh-tests-{}", std::process::id()));
