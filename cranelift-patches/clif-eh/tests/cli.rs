@@ -101,6 +101,67 @@ fn bad_input_is_a_message_not_a_panic() {
     assert!(!err.contains("panicked"));
 }
 
+/// Each kind of bad input file gets its message, prefixed by the path.
+#[test]
+fn bad_files_get_their_messages() {
+    let dir = std::env::temp_dir().join(format!("clif-eh-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let no_target = write(
+        "no-target.clif",
+        "function %f() system_v {\nblock0:\n    return\n}\n",
+    );
+    let (ok, _, err) = clif_eh(&["show", &no_target]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        format!(
+            "clif-eh: {no_target}: the file has no `target` line (e.g. `target x86_64`); add one\n"
+        )
+    );
+    let truncated = write("truncated.clif", "target x86_64\nfunction %f(");
+    let (ok, _, err) = clif_eh(&["show", &truncated]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        format!("clif-eh: {truncated}: parse error: 2: expected parameter type\n")
+    );
+    // `dump` reads ELF objects, not CLIF.
+    let suite = format!("{EXAMPLES}/cxx-suite.clif");
+    let (ok, _, err) = clif_eh(&["dump", &suite]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        format!("clif-eh: {suite}: parse error: reading exception tables: Unknown file magic\n")
+    );
+    // Objects use indirect type entries, which refer to a `DW.ref` slot
+    // holding the symbol's address: an addend has nowhere to go.
+    let addend = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../filetests/filetests/lsda/symbol-addend.clif"
+    );
+    let out = dir.join("addend.o");
+    let (ok, _, err) = clif_eh(&["object", addend, "-o", out.to_str().unwrap()]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        format!(
+            "clif-eh: {addend}: module: indirect type entry vtable-16 cannot carry an addend\n"
+        )
+    );
+    let (ok, _, err) = clif_eh(&["run", &suite, "nope", "1"]);
+    assert!(!ok);
+    assert_eq!(
+        err,
+        format!("clif-eh: {suite}: compilation failed: no function %nope in the file\n")
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
     // The reader goes away at once: the first write gets SIGPIPE, which ends

@@ -84,9 +84,10 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
     let mut product = module.finish();
     let err = tables.finish(&mut product).unwrap_err();
     assert_eq!(err, OutputError::EhFrameAlreadyWritten);
-    assert!(
-        err.to_string()
-            .contains("turn off ObjectBuilder::unwind_info")
+    assert_eq!(
+        err.to_string(),
+        "the object already has an .eh_frame: turn off ObjectBuilder::unwind_info or use \
+         LsdaObjectModule"
     );
 }
 
