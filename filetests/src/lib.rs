@@ -38,32 +38,19 @@
 //! ; eh-encoding: [uleb128 | udata4] [pcrel | absptr | indirect]
 //! ```
 
-use clif_eh::{ToolError, compile_function, directive_word, parse_encoding, parse_policy};
-use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
-use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_lsda::{ClausePolicy, legalize_landing_pads};
+use clif_eh::compile::{FiletestKind, error_lines, filetest_lines};
+use clif_eh::{directive_word, parse_encoding, parse_policy};
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 use eh_test_support::Escaped;
 use similar::TextDiff;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-/// The subtests this runner implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Subtest {
-    /// `test lsda`: the compiled function's selectors and decoded LSDA.
-    Lsda,
-    /// `test legalize-eh`: the IR after landing-pad legalization.
-    LegalizeEh,
-}
-
-impl Subtest {
-    fn from_command(name: &str) -> Option<Self> {
-        match name {
-            "lsda" => Some(Self::Lsda),
-            "legalize-eh" => Some(Self::LegalizeEh),
-            _ => None,
-        }
+/// The subtest of a `test` command.
+fn subtest_of(name: &str) -> Option<FiletestKind> {
+    match name {
+        "lsda" => Some(FiletestKind::Lsda),
+        "legalize-eh" => Some(FiletestKind::LegalizeEh),
+        _ => None,
     }
 }
 
@@ -89,7 +76,7 @@ pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
         parse_test(text, ParseOptions::default()).map_err(|e| format!("parse error: {e}"))?;
     let mut subtest = None;
     for command in &test.commands {
-        let Some(found) = Subtest::from_command(command.command) else {
+        let Some(found) = subtest_of(command.command) else {
             return Err(format!(
                 "unsupported `test {}` (this runner knows `test lsda`, `test legalize-eh` and \
                  `test run`)",
@@ -119,28 +106,13 @@ pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
         let mut lines = Vec::new();
         match &setup {
             // A directive error does not depend on the target: say it once.
-            Err(e) => push_error(&mut lines, e),
+            Err(e) => lines = error_lines(e),
             Ok((policy, encoding)) => {
                 for isa in &isas {
                     if isas.len() > 1 {
                         lines.push(format!("target {}", isa.triple()));
                     }
-                    // A fresh policy for each function and target: clause-set
-                    // tags interned for one function must not define tags for
-                    // another, and each output stands on its own.
-                    let mut policy = policy.clone();
-                    match subtest {
-                        Subtest::Lsda => {
-                            match compile_function(func, isa, &mut policy, *encoding) {
-                                Ok(compiled) => push_text(&mut lines, &compiled.to_string()),
-                                Err(e) => push_error(&mut lines, &e),
-                            }
-                        }
-                        Subtest::LegalizeEh => match legalize(func, isa, &mut policy) {
-                            Ok(text) => push_text(&mut lines, &text),
-                            Err(e) => push_error(&mut lines, &e),
-                        },
-                    }
+                    lines.extend(filetest_lines(subtest, func, isa, policy, *encoding));
                 }
             }
         }
@@ -151,56 +123,6 @@ pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
         });
     }
     Ok(outputs)
-}
-
-fn push_text(lines: &mut Vec<String>, text: &str) {
-    lines.extend(text.lines().map(|l| l.trim_end().to_string()));
-}
-
-fn push_error(lines: &mut Vec<String>, error: &ToolError) {
-    push_text(lines, &format!("error: {error}"));
-}
-
-/// The output of `test legalize-eh` for one function and target.
-fn legalize(
-    func: &Function,
-    isa: &OwnedTargetIsa,
-    policy: &mut ClausePolicy,
-) -> Result<String, ToolError> {
-    let mut legalized = func.clone();
-    let prepared =
-        legalize_landing_pads(&mut legalized, &**isa, policy).map_err(|error| ToolError::Lsda {
-            function: func.name.to_string(),
-            error,
-        })?;
-    let mut out = legalized.display().to_string();
-    for (i, entry) in prepared.types().entries().iter().enumerate() {
-        writeln!(out, "type #{}: {entry}", i + 1).unwrap();
-    }
-    // The meaning of each tag the legalized IR uses, in order of first use.
-    let mut tags: Vec<ExceptionTag> = Vec::new();
-    for block in legalized.layout.blocks() {
-        let Some(inst) = legalized.layout.last_inst(block) else {
-            continue;
-        };
-        let Some(et) = legalized.dfg.insts[inst].exception_table() else {
-            continue;
-        };
-        for item in legalized.dfg.exception_tables[et].items() {
-            if let ExceptionTableItem::Tag(tag, _) = item
-                && !tags.contains(&tag)
-            {
-                tags.push(tag);
-            }
-        }
-    }
-    for tag in tags {
-        match policy.clauses(tag) {
-            Ok(list) => writeln!(out, "{tag} = {list}").unwrap(),
-            Err(e) => writeln!(out, "{tag}: {e}").unwrap(),
-        }
-    }
-    Ok(out)
 }
 
 /// Where a function's expectation sits in the file's lines.
