@@ -2,9 +2,9 @@
 # What CI proves about the upstream series, on the Wasmtime snapshot:
 #  1. the committed series is what generate.sh makes from the steps;
 #  2. it applies to the snapshot with `git am`;
-#  3. the patched tree's `clif-util test` passes upstream's whole filetest
-#     corpus, and the patched crates' own tests pass (cranelift-codegen,
-#     -object, -jit).
+#  3. the patched tree's `clif-util test` passes the whole filetest corpus,
+#     upstream's and this project's (placed by the series), and the patched
+#     crates' own tests pass (cranelift-codegen, -frontend, -object, -jit).
 # Prints one line per stage with its time. The build shares
 # target/wasmtime of the project, so reruns are incremental.
 set -euo pipefail
@@ -50,20 +50,35 @@ clif_util_corpus() {
         grep -E "FAIL" "$log" | head -20 >&2
         return 1
     fi
-    echo "upstream: clif-util test: $(grep -E '^[0-9]+ tests$' "$log") of upstream's corpus pass"
+    echo "upstream: clif-util test: $(grep -E '^[0-9]+ tests$' "$log") of the corpus pass" \
+        "(upstream's and this project's)"
+}
+
+# This project's filetests as the series places them (isa/<arch>/lsda-*,
+# legalize-eh-*), run alone for their count.
+clif_util_ours() {
+    local log=$work/clif-util-ours.log
+    local files=("$tree"/cranelift/filetests/filetests/isa/*/{lsda,legalize-eh}-*.clif)
+    if ! "$CARGO_TARGET_DIR/debug/clif-util" test "${files[@]}" >"$log" 2>&1; then
+        grep -E "FAIL" "$log" | head -20 >&2
+        return 1
+    fi
+    echo "upstream: clif-util test: $(grep -E '^[0-9]+ tests$' "$log") of this project's" \
+        "filetests pass (test lsda, test legalize-eh)"
 }
 
 patched_crate_tests() {
     local log=$work/crate-tests.log status=0
-    (cd "$tree" && cargo test -p cranelift-codegen -p cranelift-object -p cranelift-jit \
+    (cd "$tree" && cargo test -p cranelift-codegen -p cranelift-frontend -p cranelift-object -p cranelift-jit \
         --ignore-rust-version >"$log" 2>&1) || status=$?
     grep -E "FAILED|panicked" "$log" | head -20 >&2 || true
     awk '/^test result:/ { p += $4; f += $6 } END {
-        printf "upstream: cranelift-codegen, -object, -jit tests: %d passed, %d failed\n", p, f }' "$log"
+        printf "upstream: cranelift-codegen, -frontend, -object, -jit tests: %d passed, %d failed\n", p, f }' "$log"
     return "$status"
 }
 
 stage "generated series matches the committed one" generated
 stage "series applies" applies
-stage "clif-util test over upstream's filetests" clif_util_corpus
+stage "clif-util test over the whole corpus" clif_util_corpus
+stage "clif-util test over this project's filetests" clif_util_ours
 stage "patched crates' tests" patched_crate_tests

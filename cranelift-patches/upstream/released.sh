@@ -33,7 +33,8 @@ registry=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cranelift-codegen-
 registry=$(dirname "$registry")
 rm -rf "$out/crates"
 mkdir -p "$out/crates"
-for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelift/codegen/meta; do
+for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelift/codegen/meta \
+    cranelift-frontend:cranelift/frontend; do
     name=${crate%%:*}
     path=${crate#*:}
     cp -r "$registry/$name-0.136.0" "$out/crates/$name"
@@ -44,7 +45,7 @@ for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelif
     (cd "$out/crates/$name" && GIT_CEILING_DIRECTORIES=$out/crates git apply -p1 "$work/$name.diff")
     grep -q . "$work/$name.diff" || echo "released: no change to $name" >&2
 done
-echo "released: $patches patches applied to cranelift-codegen and cranelift-codegen-meta 0.136.0 ($((SECONDS - t0)) s)"
+echo "released: $patches patches applied to cranelift-codegen, -codegen-meta and -frontend 0.136.0 ($((SECONDS - t0)) s)"
 
 # A copy of the workspace, without the Wasmer adapter (it pins the stock
 # crates and is measured against them).
@@ -67,6 +68,7 @@ text += """
 [patch.crates-io]
 cranelift-codegen = { path = "../crates/cranelift-codegen" }
 cranelift-codegen-meta = { path = "../crates/cranelift-codegen-meta" }
+cranelift-frontend = { path = "../crates/cranelift-frontend" }
 """
 open(path, "w", encoding="utf-8").write(text)
 PY

@@ -112,7 +112,7 @@ pub fn run_text(text: &str) -> Result<Vec<FunctionOutput>, String> {
                     if isas.len() > 1 {
                         lines.push(format!("target {}", isa.triple()));
                     }
-                    lines.extend(filetest_lines(subtest, func, isa, policy, *encoding));
+                    lines.extend(filetest_lines(subtest, func, &**isa, policy, *encoding));
                 }
             }
         }

@@ -65,7 +65,7 @@ pub fn compiled_suite() -> Vec<clif_eh::CompiledFunction> {
         .map(|func| {
             clif_eh::compile_function(
                 func,
-                &isa,
+                &*isa,
                 &mut file.policy,
                 cranelift_lsda::LsdaEncoding::object(),
             )

@@ -4,7 +4,7 @@
 use core::fmt;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::ir::{ExceptionTableItem, ExceptionTag, Function};
-use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::{Context, print_errors::pretty_error};
 use cranelift_lsda::legalize_landing_pads;
 use cranelift_lsda::{
@@ -57,7 +57,7 @@ pub struct CompiledFunction {
 /// Legalize, compile and encode one function.
 pub fn compile_function(
     func: &Function,
-    isa: &OwnedTargetIsa,
+    isa: &dyn TargetIsa,
     policy: &mut ClausePolicy,
     encoding: LsdaEncoding,
 ) -> Result<CompiledFunction, CompileError> {
@@ -67,19 +67,19 @@ pub fn compile_function(
         error,
     };
     let mut legalized = func.clone();
-    let prepared = legalize_landing_pads(&mut legalized, &**isa, policy).map_err(lsda_err)?;
+    let prepared = legalize_landing_pads(&mut legalized, isa, policy).map_err(lsda_err)?;
 
     let mut ctx = Context::for_function(legalized.clone());
     let compiled = ctx
-        .compile(&**isa, &mut ControlPlane::default())
+        .compile(isa, &mut ControlPlane::default())
         .map_err(|e| CompileError::Codegen(pretty_error(e.func, e.inner)))?;
     let code = compiled.code_buffer().to_vec();
     let tables =
-        tables_for_compiled(compiled, &**isa, policy, &prepared, encoding).map_err(lsda_err)?;
+        tables_for_compiled(compiled, isa, policy, &prepared, encoding).map_err(lsda_err)?;
     let decoded = tables
         .lsda
         .as_ref()
-        .map(|l| l.decode_back(endian_of(&**isa)))
+        .map(|l| l.decode_back(endian_of(isa)))
         .transpose()
         .map_err(lsda_err)?;
     Ok(CompiledFunction {
@@ -120,16 +120,15 @@ impl fmt::Display for CompiledFunction {
 /// of first use): the output of `test legalize-eh`.
 pub fn legalized_text(
     func: &Function,
-    isa: &OwnedTargetIsa,
+    isa: &dyn TargetIsa,
     policy: &mut ClausePolicy,
 ) -> Result<String, CompileError> {
     let mut legalized = func.clone();
-    let prepared = legalize_landing_pads(&mut legalized, &**isa, policy).map_err(|error| {
-        CompileError::Lsda {
+    let prepared =
+        legalize_landing_pads(&mut legalized, isa, policy).map_err(|error| CompileError::Lsda {
             function: func.name.to_string(),
             error,
-        }
-    })?;
+        })?;
     let mut out = legalized.display().to_string();
     for (i, entry) in prepared.types().entries().iter().enumerate() {
         writeln!(out, "type #{}: {entry}", i + 1).unwrap();
@@ -175,13 +174,15 @@ pub enum FiletestKind {
 pub fn filetest_lines(
     kind: FiletestKind,
     func: &Function,
-    isa: &OwnedTargetIsa,
+    isa: &dyn TargetIsa,
     policy: &ClausePolicy,
     encoding: LsdaEncoding,
 ) -> Vec<String> {
     let mut policy = policy.clone();
     let text = match kind {
-        FiletestKind::Lsda => compile_function(func, isa, &mut policy, encoding).map(|c| c.to_string()),
+        FiletestKind::Lsda => {
+            compile_function(func, isa, &mut policy, encoding).map(|c| c.to_string())
+        }
         FiletestKind::LegalizeEh => legalized_text(func, isa, &mut policy),
     };
     match text {

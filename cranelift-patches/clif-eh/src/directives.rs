@@ -209,4 +209,3 @@ fn parse_clause(text: &str) -> Result<Clause, String> {
         }
     }
 }
-

@@ -107,4 +107,3 @@ pub fn parse_file(text: &str) -> Result<EhFile, ToolError> {
         functions: test.functions.into_iter().map(|(f, _)| f).collect(),
     })
 }
-

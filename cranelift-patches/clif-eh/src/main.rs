@@ -195,7 +195,7 @@ fn show(path: &Path, show_ir: bool, encoding: LsdaEncoding) -> Result<(), String
     for isa in &file.isas {
         println!("target {}", isa.triple());
         for func in &file.functions {
-            let compiled = compile_function(func, isa, &mut file.policy, encoding)
+            let compiled = compile_function(func, &**isa, &mut file.policy, encoding)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
             if show_ir {
                 println!("{}", compiled.legalized.display());

@@ -92,15 +92,18 @@ pub use cranelift_codegen::isa::unwind::lsda::*;
 
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
-#[cfg(feature = "legalize")]
+// With `upstream`, the pass is cranelift-frontend's, where the series moves it.
+#[cfg(all(feature = "legalize", not(feature = "upstream")))]
 mod legalize;
 mod module;
 #[cfg(feature = "object")]
 mod object;
 
+#[cfg(all(feature = "legalize", feature = "upstream"))]
+pub use cranelift_frontend::legalize_landing_pads;
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::{JitTables, LsdaJitModule, Registration, SymbolResolver, Unwinder, detect_unwinder};
-#[cfg(feature = "legalize")]
+#[cfg(all(feature = "legalize", not(feature = "upstream")))]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, prepare_function};
 #[cfg(any(feature = "object", feature = "jit"))]

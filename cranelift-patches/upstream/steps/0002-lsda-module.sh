@@ -8,8 +8,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 crate=$here/../../cranelift-lsda/src
 dest=cranelift/codegen/src/isa/unwind/lsda
 mkdir -p "$dest"
-python3 "$here/move.py" "$crate" "$dest" isa::unwind::lsda \
-    policy encode decode landing_pad compiled eh_frame error
+python3 "$here/move.py" --mod-file \
+    --rewrite 'crate::=crate::isa::unwind::lsda::' --rewrite 'cranelift_codegen::=crate::' \
+    "$crate" "$dest" policy encode decode landing_pad compiled eh_frame error
 rustfmt --edition 2024 "$dest"/*.rs
 
 python3 "$here/edit.py" cranelift/codegen/src/isa/unwind.rs --after '#[cfg(feature = "unwind")]
