@@ -4,7 +4,10 @@
 #  2. it applies to the snapshot with `git am`;
 #  3. the patched tree's `clif-util test` passes the whole filetest corpus,
 #     upstream's and this project's (placed by the series), and the patched
-#     crates' own tests pass (cranelift-codegen, -frontend, -object, -jit).
+#     crates' own tests pass (cranelift-codegen, -frontend, -object, -jit);
+#  4. with the new setting off (its default), every function of both
+#     corpora compiles to the same code and unwind info as before the
+#     series (identity.sh).
 # Prints one line per stage with its time. The build shares
 # target/wasmtime of the project, so reruns are incremental.
 set -euo pipefail
@@ -82,3 +85,12 @@ stage "series applies" applies
 stage "clif-util test over the whole corpus" clif_util_corpus
 stage "clif-util test over this project's filetests" clif_util_ours
 stage "patched crates' tests" patched_crate_tests
+
+# The tree before the series, beside the patched one.
+identity() {
+    local patches
+    patches=$(ls "$here"/series/*.patch | wc -l)
+    git -C "$tree" worktree add -q --detach "$work/base" "HEAD~$patches"
+    bash "$here/identity.sh" "$work/base" "$tree"
+}
+stage "setting off: identical code and unwind info" identity
