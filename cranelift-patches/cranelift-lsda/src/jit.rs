@@ -16,10 +16,11 @@
 //! (never after) the code is freed. [`JitTables`] is the same recorder for
 //! embedders that drive `JITModule` themselves.
 
-use crate::module::{LandingPads, OutputError, OutputResult, lsda_module_methods};
+use crate::module::{LandingPads, lsda_module_methods};
 use crate::{
     ClausePolicy, CompiledTables, DecodeError, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda,
-    LsdaEncoding, Malformation, PreparedFunction, endian_of, tables_for_compiled,
+    LsdaEncoding, Malformation, OutputError, OutputResult, PreparedFunction, endian_of,
+    tables_for_compiled,
 };
 use alloc::boxed::Box;
 use alloc::vec;

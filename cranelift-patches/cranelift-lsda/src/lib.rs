@@ -96,17 +96,26 @@ mod jit;
 #[cfg(all(feature = "legalize", not(feature = "upstream")))]
 mod legalize;
 mod module;
+// With `upstream`, cranelift-object's, where the series moves them.
 #[cfg(feature = "object")]
 mod object;
+#[cfg(all(feature = "object", not(feature = "upstream")))]
+mod object_tables;
+#[cfg(all(any(feature = "object", feature = "jit"), not(feature = "upstream")))]
+mod output;
 
 #[cfg(all(feature = "legalize", feature = "upstream"))]
 pub use cranelift_frontend::legalize_landing_pads;
+#[cfg(feature = "upstream")]
+pub use cranelift_object::{ObjectTables, OutputError, OutputResult};
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::{JitTables, LsdaJitModule, Registration, SymbolResolver, Unwinder, detect_unwinder};
 #[cfg(all(feature = "legalize", not(feature = "upstream")))]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, prepare_function};
-#[cfg(any(feature = "object", feature = "jit"))]
-pub use module::{OutputError, OutputResult};
 #[cfg(feature = "object")]
-pub use object::{LsdaObjectModule, ObjectTables};
+pub use object::LsdaObjectModule;
+#[cfg(all(feature = "object", not(feature = "upstream")))]
+pub use object_tables::ObjectTables;
+#[cfg(all(any(feature = "object", feature = "jit"), not(feature = "upstream")))]
+pub use output::{OutputError, OutputResult};

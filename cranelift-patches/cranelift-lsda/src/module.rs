@@ -2,15 +2,9 @@
 //! landing-pad form before it is compiled, and the `Module` methods they
 //! forward unchanged to the module they wrap.
 
-#[cfg(any(feature = "object", feature = "jit"))]
-use crate::LsdaError;
 use crate::{ClausePolicy, LsdaResult, PreparedFunction, check_landing_pad_form};
-#[cfg(any(feature = "object", feature = "jit"))]
-use alloc::string::String;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::TargetIsa;
-#[cfg(any(feature = "object", feature = "jit"))]
-use gimli::constants::DwEhPe;
 
 /// How a module puts each function's `try_call`s into landing-pad form
 /// before compiling it.
@@ -39,106 +33,6 @@ pub fn prepare_function(
     }
 }
 
-/// Writing tables into an object, or registering them for JIT code, failed.
-#[cfg(any(feature = "object", feature = "jit"))]
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum OutputError {
-    /// Building or encoding the tables failed.
-    Lsda(LsdaError),
-    /// Only ELF objects get `.eh_frame` and `.gcc_except_table`.
-    #[cfg(feature = "object")]
-    UnsupportedFormat(object::BinaryFormat),
-    /// Objects need PC-relative type entries: `absptr` ones would put
-    /// absolute relocations (text relocations in shared libraries) into the
-    /// read-only `.gcc_except_table`.
-    AbsptrTypeTableInObject,
-    /// A relocation with a pointer encoding objects cannot express.
-    UnsupportedPointerEncoding(DwEhPe),
-    /// A relocation against something that is not a symbol.
-    UnsupportedRelocationTarget,
-    /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
-    IndirectAddend {
-        /// The symbol.
-        symbol: String,
-        /// Its addend.
-        addend: i64,
-    },
-    /// A function has tables but is not defined in this object.
-    FunctionNotDefined(u32),
-    /// The object already has an `.eh_frame` (`ObjectBuilder::unwind_info`
-    /// was left on for a module these tables do not wrap).
-    EhFrameAlreadyWritten,
-    /// The object writer refused a relocation.
-    #[cfg(feature = "object")]
-    Object(object::write::Error),
-    /// The process has no usable registration entry point.
-    NoRegistration(&'static str),
-}
-
-#[cfg(any(feature = "object", feature = "jit"))]
-impl core::fmt::Display for OutputError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        match self {
-            Self::Lsda(err) => err.fmt(f),
-            #[cfg(feature = "object")]
-            Self::UnsupportedFormat(format) => write!(
-                f,
-                "{format:?} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
-            ),
-            Self::AbsptrTypeTableInObject => write!(
-                f,
-                "objects need PC-relative type entries (pcrel or indirect|pcrel), not absptr"
-            ),
-            Self::UnsupportedPointerEncoding(pe) => {
-                write!(f, "pointer encoding {:#x} has no object relocation", pe.0)
-            }
-            Self::UnsupportedRelocationTarget => {
-                write!(f, "exception tables relocate only against symbols")
-            }
-            Self::IndirectAddend { symbol, addend } => write!(
-                f,
-                "indirect type entry {symbol}{addend:+} cannot carry an addend"
-            ),
-            Self::FunctionNotDefined(id) => write!(
-                f,
-                "function funcid{id} has tables but is not defined in this object"
-            ),
-            Self::EhFrameAlreadyWritten => write!(
-                f,
-                "the object already has an .eh_frame: turn off ObjectBuilder::unwind_info or \
-                 use LsdaObjectModule"
-            ),
-            #[cfg(feature = "object")]
-            Self::Object(err) => write!(f, "object writer: {err}"),
-            Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
-        }
-    }
-}
-
-#[cfg(any(feature = "object", feature = "jit"))]
-impl core::error::Error for OutputError {}
-
-#[cfg(any(feature = "object", feature = "jit"))]
-impl<E: Into<LsdaError>> From<E> for OutputError {
-    fn from(err: E) -> Self {
-        Self::Lsda(err.into())
-    }
-}
-
-/// As cranelift-object and cranelift-jit report their own failures: a
-/// backend error, from which the [`OutputError`] can be downcast.
-#[cfg(any(feature = "object", feature = "jit"))]
-impl From<OutputError> for cranelift_module::ModuleError {
-    fn from(err: OutputError) -> Self {
-        cranelift_module::ModuleError::Backend(anyhow::Error::new(err))
-    }
-}
-
-/// Shorthand for results of the object and JIT glue.
-#[cfg(any(feature = "object", feature = "jit"))]
-pub type OutputResult<T> = Result<T, OutputError>;
-
 /// What a wrapper's `define_function` does: put `ctx.func` into
 /// landing-pad form, define it in `module`, and give its compiled code to
 /// `record`.
@@ -157,14 +51,14 @@ pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module>(
         &cranelift_codegen::CompiledCode,
         &ClausePolicy,
         &PreparedFunction,
-    ) -> OutputResult<Option<usize>>,
+    ) -> crate::OutputResult<Option<usize>>,
 ) -> cranelift_module::ModuleResult<()> {
-    let prepared =
-        prepare_function(&mut ctx.func, module.isa(), policy, mode).map_err(OutputError::from)?;
+    let prepared = prepare_function(&mut ctx.func, module.isa(), policy, mode)
+        .map_err(crate::OutputError::from)?;
     module.define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
     let code = ctx
         .compiled_code()
-        .ok_or(OutputError::from(crate::FormError::NotCompiled))?;
+        .ok_or(crate::OutputError::from(crate::FormError::NotCompiled))?;
     record(module.isa(), code, policy, &prepared)?;
     Ok(())
 }
