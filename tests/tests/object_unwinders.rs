@@ -44,6 +44,18 @@ fn suite_object_for(dir: &Path, arch: target_lexicon::Architecture) -> PathBuf {
     path
 }
 
+/// The suite's host object linked by g++ with the driver and `with` (the
+/// C++ runtime, or what provides it) into `dir/name`.
+fn link_suite(dir: &Path, name: &str, with: &[&str]) -> PathBuf {
+    let object = suite_object(dir);
+    let exe = dir.join(name);
+    let mut args = vec!["-O1", "-o", exe.to_str().unwrap(), MAIN];
+    args.push(object.to_str().unwrap());
+    args.extend(with);
+    gxx(&args);
+    exe
+}
+
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::create_dir_all(&dir).unwrap();
@@ -94,8 +106,6 @@ fn parse_suite_output(text: &str) -> (String, Vec<Outcome>) {
 #[test]
 fn libstdcxx_catches_in_linked_objects_under_every_unwinder() {
     let dir = scratch_dir("object-unwinders");
-    let object = suite_object(&dir);
-    let object = object.to_str().unwrap();
     let llvm = multiarch_lib("libunwind.so.1");
     let nongnu = multiarch_lib("libunwind.so.8");
     for (name, extra, expected_library) in [
@@ -111,10 +121,9 @@ fn libstdcxx_catches_in_linked_objects_under_every_unwinder() {
             "libunwind.so.8",
         ),
     ] {
-        let exe = dir.join(format!("suite-{name}"));
-        let mut args = vec!["-O1", "-o", exe.to_str().unwrap(), MAIN, RUNTIME, object];
-        args.extend(extra);
-        gxx(&args);
+        let mut with = vec![RUNTIME];
+        with.extend(extra);
+        let exe = link_suite(&dir, &format!("suite-{name}"), &with);
         let (unwinder, outcomes) = run_suite(&exe);
         assert!(
             unwinder.contains(expected_library),
@@ -169,16 +178,7 @@ fn libstdcxx_catches_in_a_shared_library() {
 #[test]
 fn the_linked_suite_leaks_nothing_under_memcheck() {
     let dir = scratch_dir("object-memcheck");
-    let object = suite_object(&dir);
-    let exe = dir.join("suite-memcheck");
-    gxx(&[
-        "-O1",
-        "-o",
-        exe.to_str().unwrap(),
-        MAIN,
-        RUNTIME,
-        object.to_str().unwrap(),
-    ]);
+    let exe = link_suite(&dir, "suite-memcheck", &[RUNTIME]);
     let report = eh_test_support::memcheck(&exe, &[]);
     eh_test_support::report_figure("leaks-linked-suite", &report.to_string());
     let (_, outcomes) = parse_suite_output(&report.stdout);
@@ -200,20 +200,15 @@ fn the_linked_suite_leaks_nothing_under_memcheck() {
 #[test]
 fn libstdcxx_catches_exceptions_thrown_in_a_shared_library() {
     let dir = scratch_dir("object-runtime-shared");
-    let object = suite_object(&dir);
     let lib = dir.join("libehruntime.so");
     gxx(&["-shared", "-fPIC", "-o", lib.to_str().unwrap(), RUNTIME]);
-    let exe = dir.join("suite-runtime-shared");
-    gxx(&[
-        "-O1",
-        "-o",
-        exe.to_str().unwrap(),
-        MAIN,
-        object.to_str().unwrap(),
-        &format!("-L{}", dir.display()),
-        "-lehruntime",
-        &format!("-Wl,-rpath,{}", dir.display()),
-    ]);
+    let search = format!("-L{}", dir.display());
+    let rpath = format!("-Wl,-rpath,{}", dir.display());
+    let exe = link_suite(
+        &dir,
+        "suite-runtime-shared",
+        &[&search, "-lehruntime", &rpath],
+    );
     let (_, outcomes) = run_suite(&exe);
     assert_eq!(outcomes, expected_outcomes());
 }
@@ -341,16 +336,7 @@ fn dwarfdump_frames(text: &str, ours: &[(u64, u64)]) -> Frames {
 #[test]
 fn readelf_llvm_dwarfdump_and_eu_readelf_agree_with_our_decoding() {
     let dir = scratch_dir("object-decoders");
-    let object = suite_object(&dir);
-    let exe = dir.join("suite-decoders");
-    gxx(&[
-        "-O1",
-        "-o",
-        exe.to_str().unwrap(),
-        MAIN,
-        RUNTIME,
-        object.to_str().unwrap(),
-    ]);
+    let exe = link_suite(&dir, "suite-decoders", &[RUNTIME]);
     let dump = dump_elf(&std::fs::read(&exe).unwrap()).unwrap();
 
     // Our functions: the FDEs whose start is one of the suite's symbols.
