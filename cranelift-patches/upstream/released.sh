@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The series on the released 0.136.0 crates: apply it to cranelift-codegen,
-# -codegen-meta, -frontend and -object as cargo downloaded them, build a copy of this
-# workspace against them (`[patch.crates-io]`, cranelift-lsda with its
-# `upstream` feature, so its codegen part is the moved module), and run the
+# -codegen-meta, -frontend, -object and -jit as cargo downloaded them,
+# build a copy of this workspace against them (`[patch.crates-io]`,
+# cranelift-lsda with its `upstream` feature, so the parts the series moves
+# come from the patched crates), and run the
 # end-to-end suite: libstdc++ catches, Rust panics through cleanups, the
 # three unwinders, linked objects and external decoders, the filetests.
 #
@@ -34,7 +35,8 @@ registry=$(dirname "$registry")
 rm -rf "$out/crates"
 mkdir -p "$out/crates"
 for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelift/codegen/meta \
-    cranelift-frontend:cranelift/frontend cranelift-object:cranelift/object; do
+    cranelift-frontend:cranelift/frontend cranelift-object:cranelift/object \
+    cranelift-jit:cranelift/jit; do
     name=${crate%%:*}
     path=${crate#*:}
     cp -r "$registry/$name-0.136.0" "$out/crates/$name"
@@ -45,7 +47,7 @@ for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelif
     (cd "$out/crates/$name" && GIT_CEILING_DIRECTORIES=$out/crates git apply -p1 "$work/$name.diff")
     grep -q . "$work/$name.diff" || echo "released: no change to $name" >&2
 done
-echo "released: $patches patches applied to cranelift-codegen, -codegen-meta, -frontend and -object 0.136.0 ($((SECONDS - t0)) s)"
+echo "released: $patches patches applied to cranelift-codegen, -codegen-meta, -frontend, -object and -jit 0.136.0 ($((SECONDS - t0)) s)"
 
 # A copy of the workspace, without the Wasmer adapter (it pins the stock
 # crates and is measured against them).
@@ -70,6 +72,7 @@ cranelift-codegen = { path = "../crates/cranelift-codegen" }
 cranelift-codegen-meta = { path = "../crates/cranelift-codegen-meta" }
 cranelift-frontend = { path = "../crates/cranelift-frontend" }
 cranelift-object = { path = "../crates/cranelift-object" }
+cranelift-jit = { path = "../crates/cranelift-jit" }
 """
 open(path, "w", encoding="utf-8").write(text)
 PY

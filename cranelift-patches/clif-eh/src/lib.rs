@@ -16,7 +16,7 @@ pub use directives::{DirectiveError, directive_word, parse_encoding, parse_polic
 use core::fmt;
 use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_lsda::{ClausePolicy, LsdaEncoding, LsdaError, OutputError};
+use cranelift_lsda::{ClausePolicy, LsdaEncoding, LsdaError, OutputError, RegistrationError};
 use cranelift_reader::{IsaSpec, ParseOptions, parse_test};
 
 /// An error of the driver, with a message meant for the user.
@@ -35,12 +35,19 @@ pub enum ToolError {
         /// The error.
         error: LsdaError,
     },
-    /// Writing the object or registering the JIT tables failed.
+    /// Writing the object failed.
     Output {
         /// The function, or "module".
         function: String,
         /// The error.
         error: OutputError,
+    },
+    /// Registering the JIT tables with the unwinder failed.
+    Registration {
+        /// The function, or "module".
+        function: String,
+        /// The error.
+        error: RegistrationError,
     },
     /// Cranelift failed to compile a function.
     Codegen(String),
@@ -57,6 +64,7 @@ impl fmt::Display for ToolError {
             ),
             Self::Lsda { function, error } => write!(f, "{function}: {error}"),
             Self::Output { function, error } => write!(f, "{function}: {error}"),
+            Self::Registration { function, error } => write!(f, "{function}: {error}"),
             Self::Codegen(msg) => write!(f, "compilation failed: {msg}"),
         }
     }

@@ -9,7 +9,9 @@ use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncNa
 use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_jit::JITBuilder;
-use cranelift_lsda::{ClausePolicy, LandingPads, LsdaJitModule, LsdaObjectModule, OutputError};
+use cranelift_lsda::{
+    ClausePolicy, LandingPads, LsdaJitModule, LsdaObjectModule, OutputError, RegistrationError,
+};
 use cranelift_module::{FuncId, Linkage, Module, ModuleError, default_libcall_names};
 use cranelift_object::ObjectBuilder;
 use eh_test_support::{RunOutcome, call_through_cxx, resolve_symbol, runtime_symbols};
@@ -40,7 +42,17 @@ fn module_error(name: &str, func: &Function, err: ModuleError) -> ToolError {
     match err {
         ModuleError::Backend(e) => match e.downcast::<OutputError>() {
             Ok(error) => output_error(format!("%{name}"), error),
-            Err(other) => ToolError::Codegen(ModuleError::Backend(other).to_string()),
+            Err(e) => match e.downcast::<RegistrationError>() {
+                Ok(RegistrationError::Lsda(error)) => ToolError::Lsda {
+                    function: format!("%{name}"),
+                    error,
+                },
+                Ok(error) => ToolError::Registration {
+                    function: format!("%{name}"),
+                    error,
+                },
+                Err(other) => ToolError::Codegen(ModuleError::Backend(other).to_string()),
+            },
         },
         ModuleError::Compilation(err) => {
             ToolError::Codegen(cranelift_codegen::print_errors::pretty_error(func, err))

@@ -416,7 +416,10 @@ impl Lsda {
     }
 
     /// Its size in bytes (never empty: it has at least its header).
-    #[allow(clippy::len_without_is_empty)]
+    #[allow(
+        clippy::len_without_is_empty,
+        reason = "an LSDA is never empty: it has a header"
+    )]
     pub fn len(&self) -> usize {
         match self.types_layout {
             None => 2 + self.body_len(),

@@ -92,6 +92,8 @@ pub use cranelift_codegen::isa::unwind::lsda::*;
 
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
+#[cfg(all(feature = "jit", target_os = "linux", not(feature = "upstream")))]
+mod jit_tables;
 // With `upstream`, the pass is cranelift-frontend's, where the series moves it.
 #[cfg(all(feature = "legalize", not(feature = "upstream")))]
 mod legalize;
@@ -101,15 +103,25 @@ mod module;
 mod object;
 #[cfg(all(feature = "object", not(feature = "upstream")))]
 mod object_tables;
-#[cfg(all(any(feature = "object", feature = "jit"), not(feature = "upstream")))]
+#[cfg(all(feature = "object", not(feature = "upstream")))]
 mod output;
 
 #[cfg(all(feature = "legalize", feature = "upstream"))]
 pub use cranelift_frontend::legalize_landing_pads;
+#[cfg(all(feature = "jit", target_os = "linux", feature = "upstream"))]
+pub use cranelift_jit::{
+    JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
+    detect_unwinder,
+};
 #[cfg(feature = "upstream")]
 pub use cranelift_object::{ObjectTables, OutputError, OutputResult};
 #[cfg(all(feature = "jit", target_os = "linux"))]
-pub use jit::{JitTables, LsdaJitModule, Registration, SymbolResolver, Unwinder, detect_unwinder};
+pub use jit::LsdaJitModule;
+#[cfg(all(feature = "jit", target_os = "linux", not(feature = "upstream")))]
+pub use jit_tables::{
+    JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
+    detect_unwinder,
+};
 #[cfg(all(feature = "legalize", not(feature = "upstream")))]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, prepare_function};
@@ -117,5 +129,5 @@ pub use module::{LandingPads, prepare_function};
 pub use object::LsdaObjectModule;
 #[cfg(all(feature = "object", not(feature = "upstream")))]
 pub use object_tables::ObjectTables;
-#[cfg(all(any(feature = "object", feature = "jit"), not(feature = "upstream")))]
+#[cfg(all(feature = "object", not(feature = "upstream")))]
 pub use output::{OutputError, OutputResult};

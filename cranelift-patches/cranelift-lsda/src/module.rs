@@ -39,7 +39,7 @@ pub fn prepare_function(
 #[cfg(any(feature = "object", feature = "jit"))]
 // The `Module::define_function_with_control_plane` signature it implements.
 #[allow(clippy::result_large_err)]
-pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module>(
+pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
     module: &mut M,
     policy: &mut ClausePolicy,
     mode: LandingPads,
@@ -51,15 +51,19 @@ pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module>(
         &cranelift_codegen::CompiledCode,
         &ClausePolicy,
         &PreparedFunction,
-    ) -> crate::OutputResult<Option<usize>>,
-) -> cranelift_module::ModuleResult<()> {
-    let prepared = prepare_function(&mut ctx.func, module.isa(), policy, mode)
-        .map_err(crate::OutputError::from)?;
+    ) -> Result<Option<usize>, E>,
+) -> cranelift_module::ModuleResult<()>
+where
+    E: From<crate::LsdaError> + Into<cranelift_module::ModuleError>,
+{
+    let lsda_error = |e: crate::LsdaError| -> cranelift_module::ModuleError { E::from(e).into() };
+    let prepared =
+        prepare_function(&mut ctx.func, module.isa(), policy, mode).map_err(lsda_error)?;
     module.define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
     let code = ctx
         .compiled_code()
-        .ok_or(crate::OutputError::from(crate::FormError::NotCompiled))?;
-    record(module.isa(), code, policy, &prepared)?;
+        .ok_or_else(|| lsda_error(crate::FormError::NotCompiled.into()))?;
+    record(module.isa(), code, policy, &prepared).map_err(Into::into)?;
     Ok(())
 }
 

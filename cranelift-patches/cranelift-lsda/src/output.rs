@@ -1,12 +1,12 @@
-//! How writing exception tables into an object, or registering them for
-//! JIT code, fails: one error type, convertible into `ModuleError` as
-//! cranelift-object and cranelift-jit report their own failures.
+//! How writing exception tables into an object fails: one error type,
+//! convertible into `ModuleError` as cranelift-object reports its own
+//! failures.
 
 use crate::LsdaError;
 use gimli::constants::DwEhPe;
 use std::string::String;
 
-/// Writing tables into an object, or registering them for JIT code, failed.
+/// Writing exception tables into an object failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OutputError {
@@ -36,8 +36,6 @@ pub enum OutputError {
     EhFrameAlreadyWritten,
     /// The object writer refused a relocation.
     Object(object::write::Error),
-    /// The process has no usable registration entry point.
-    NoRegistration(&'static str),
 }
 
 impl std::fmt::Display for OutputError {
@@ -72,7 +70,6 @@ impl std::fmt::Display for OutputError {
                  use LsdaObjectModule"
             ),
             Self::Object(err) => write!(f, "object writer: {err}"),
-            Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
         }
     }
 }

@@ -6,7 +6,7 @@ use cranelift_codegen::Context;
 use cranelift_codegen::ir::{ExceptionTag, Function};
 use cranelift_lsda::{
     Clause, ClausePolicy, DefaultAction, EncodeError, JitTables, LandingPads, LsdaEncoding,
-    LsdaObjectModule, ObjectTables, OutputError, SelectorConvention, TypeEntry,
+    LsdaObjectModule, ObjectTables, OutputError, RegistrationError, SelectorConvention, TypeEntry,
     check_landing_pad_form,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
@@ -176,7 +176,7 @@ fn a_failed_jit_registration_leaves_the_tables_pending() {
     let err = tables.register(&module, &|_| None).err().unwrap();
     assert_eq!(
         err,
-        OutputError::from(EncodeError::UnresolvedSymbol("_ZTIi".into()))
+        RegistrationError::from(EncodeError::UnresolvedSymbol("_ZTIi".into()))
     );
     assert_eq!(
         err.to_string(),
