@@ -130,8 +130,14 @@ struct Programs {
     no_entry_record: PathBuf,
 }
 
-fn programs(name: &str) -> Programs {
-    let dir = scratch_dir(name);
+/// The two programs, built once for all the tests of this file.
+fn programs() -> &'static Programs {
+    static PROGRAMS: std::sync::OnceLock<Programs> = std::sync::OnceLock::new();
+    PROGRAMS.get_or_init(build_programs)
+}
+
+fn build_programs() -> Programs {
+    let dir = scratch_dir("hostile");
     let hostile = dir.join("hostile.o");
     std::fs::write(&hostile, object_bytes(HOSTILE)).unwrap();
     let no_entry = object_bytes(NO_ENTRY);
@@ -160,7 +166,7 @@ fn terminated(scenario: &str) -> Ending {
 
 #[test]
 fn a_destructor_throwing_during_cleanup_terminates_as_in_gxx_code() {
-    let programs = programs("hostile-dtor");
+    let programs = programs();
     let gxx = run(&programs.intact, "dtor-throws", "gxx");
     assert_eq!(gxx, terminated("dtor-throws"), "g++'s behaviour");
     assert_eq!(run(&programs.intact, "dtor-throws", "clif"), gxx);
@@ -168,7 +174,7 @@ fn a_destructor_throwing_during_cleanup_terminates_as_in_gxx_code() {
 
 #[test]
 fn exceptions_cross_cxx_frames_between_cranelift_frames() {
-    let programs = programs("hostile-between");
+    let programs = programs();
     let gxx = run(&programs.intact, "cxx-between", "gxx");
     // int passes the inner frame (Base only) and the C++ frame to the outer
     // frame; Base and Derived stop inside. The C++ frame's destructor runs
@@ -186,7 +192,7 @@ fn exceptions_cross_cxx_frames_between_cranelift_frames() {
 
 #[test]
 fn one_throw_unwinds_ten_thousand_cranelift_frames_with_cleanups() {
-    let programs = programs("hostile-deep");
+    let programs = programs();
     let gxx = run(&programs.intact, "deep", "gxx");
     assert_eq!(
         gxx.stdout, "deep\n10000: returned 1007, escaped 0, cleanups 10000\n",
@@ -197,7 +203,7 @@ fn one_throw_unwinds_ten_thousand_cranelift_frames_with_cleanups() {
 
 #[test]
 fn a_pc_without_a_call_site_record_terminates_never_a_wrong_pad() {
-    let programs = programs("hostile-no-entry");
+    let programs = programs();
     // With the record, the pad catches the int.
     assert_eq!(
         run(&programs.intact, "no-entry", "clif").stdout,
