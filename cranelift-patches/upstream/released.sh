@@ -84,6 +84,6 @@ status=0
     >"$log" 2>&1 || status=$?
 grep -E "^test .*FAILED|panicked|^error" "$log" | head -20 >&2 || true
 awk '/^test result:/ { p += $4; f += $6 } /^filetests: [0-9]+ passed/ { p += $2; f += $4 }
-     END { printf "released: end-to-end through the moved module: %d passed, %d failed", p, f }' "$log"
+     END { printf "released: end-to-end through the in-tree API (unwind_lsda on): %d passed, %d failed", p, f }' "$log"
 echo " ($((SECONDS - start)) s)"
 exit "$status"

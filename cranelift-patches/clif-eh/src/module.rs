@@ -43,14 +43,7 @@ fn module_error(name: &str, func: &Function, err: ModuleError) -> ToolError {
         ModuleError::Backend(e) => match e.downcast::<OutputError>() {
             Ok(error) => output_error(format!("%{name}"), error),
             Err(e) => match e.downcast::<RegistrationError>() {
-                Ok(RegistrationError::Lsda(error)) => ToolError::Lsda {
-                    function: format!("%{name}"),
-                    error,
-                },
-                Ok(error) => ToolError::Registration {
-                    function: format!("%{name}"),
-                    error,
-                },
+                Ok(error) => registration_error(format!("%{name}"), error),
                 Err(other) => ToolError::Codegen(ModuleError::Backend(other).to_string()),
             },
         },
@@ -127,22 +120,22 @@ pub fn define_all<M: Module>(
     Ok(defined)
 }
 
-/// `isa` rebuilt with `is_pic` set, for objects that may go into shared
-/// libraries.
-pub fn pic_isa(isa: &OwnedTargetIsa) -> Result<OwnedTargetIsa, ToolError> {
-    let mut flags = settings::builder();
-    for value in isa.flags().iter() {
-        flags
+/// `flags` for a module with exception tables: `unwind_lsda` on where
+/// Cranelift has it ([`cranelift_lsda::enable_unwind_lsda`]), and `is_pic`
+/// when `pic`, for objects that may go into shared libraries.
+fn tables_flags(flags: &settings::Flags, pic: bool) -> Result<settings::Flags, ToolError> {
+    let setting = |e: settings::SetError| ToolError::Codegen(e.to_string());
+    let mut builder = settings::builder();
+    for value in flags.iter() {
+        builder
             .set(value.name, &value.value_string())
-            .map_err(|e| ToolError::Codegen(e.to_string()))?;
+            .map_err(setting)?;
     }
-    flags
-        .enable("is_pic")
-        .map_err(|e| ToolError::Codegen(e.to_string()))?;
-    isa::lookup(isa.triple().clone())
-        .map_err(|e| ToolError::Codegen(e.to_string()))?
-        .finish(settings::Flags::new(flags))
-        .map_err(|e| ToolError::Codegen(e.to_string()))
+    if pic {
+        builder.enable("is_pic").map_err(setting)?;
+    }
+    cranelift_lsda::enable_unwind_lsda(&mut builder).map_err(setting)?;
+    Ok(settings::Flags::new(builder))
 }
 
 /// The crate's error for the user: table errors as such, output ones apart.
@@ -150,6 +143,14 @@ fn output_error(function: String, error: OutputError) -> ToolError {
     match error {
         OutputError::Lsda(error) => ToolError::Lsda { function, error },
         error => ToolError::Output { function, error },
+    }
+}
+
+/// As [`output_error`], for the JIT's registration.
+fn registration_error(function: String, error: RegistrationError) -> ToolError {
+    match error {
+        RegistrationError::Lsda(error) => ToolError::Lsda { function, error },
+        error => ToolError::Registration { function, error },
     }
 }
 
@@ -164,7 +165,10 @@ pub fn emit_object(
     isa: &OwnedTargetIsa,
     personality: &str,
 ) -> Result<Vec<u8>, ToolError> {
-    let isa = pic_isa(isa)?;
+    let isa = isa::lookup(isa.triple().clone())
+        .map_err(|e| ToolError::Codegen(e.to_string()))?
+        .finish(tables_flags(isa.flags(), true)?)
+        .map_err(|e| ToolError::Codegen(e.to_string()))?;
     let builder = ObjectBuilder::new(isa.clone(), "clif-eh", default_libcall_names())
         .map_err(|e| ToolError::Codegen(e.to_string()))?;
     let policy = file.policy.clone();
@@ -198,7 +202,7 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
             ToolError::Codegen(format!("the file has no `target` for this host ({arch})"))
         })?;
     let isa = host
-        .finish(file_isa.flags().clone())
+        .finish(tables_flags(file_isa.flags(), false)?)
         .map_err(|e| ToolError::Codegen(e.to_string()))?;
 
     let mut builder = JITBuilder::with_isa(isa, default_libcall_names());
@@ -213,7 +217,8 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
     let policy: ClausePolicy = file.policy.clone();
     let resolve = Box::new(resolve_symbol);
     let mut module =
-        LsdaJitModule::new(builder, personality, policy, LandingPads::Legalize, resolve);
+        LsdaJitModule::new(builder, personality, policy, LandingPads::Legalize, resolve)
+            .map_err(|error| registration_error("module".into(), error))?;
     let functions = define_all(&mut module, file)?;
     module
         .finalize_definitions()

@@ -150,7 +150,7 @@ fn bad_files_get_their_messages() {
     assert_eq!(
         err,
         format!(
-            "clif-eh: {addend}: module: indirect type entry vtable-16 cannot carry an addend\n"
+            "clif-eh: {addend}: %addends: indirect type entry _ZTI3Foo+8 cannot carry an addend\n"
         )
     );
     let (ok, _, err) = clif_eh(&["run", &suite, "nope", "1"]);

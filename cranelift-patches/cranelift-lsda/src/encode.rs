@@ -345,14 +345,25 @@ impl Lsda {
         }
         let type_entries = types.entries()[..actions.max_filter as usize].to_vec();
         for entry in &type_entries {
-            if let TypeEntry::Address(addr) = *entry {
-                if encoding.types != TypeEncoding::Absptr {
-                    return Err(EncodeError::AbsoluteTypeEntryNeedsAbsptr(addr).into());
+            match *entry {
+                TypeEntry::Address(addr) => {
+                    if encoding.types != TypeEncoding::Absptr {
+                        return Err(EncodeError::AbsoluteTypeEntryNeedsAbsptr(addr).into());
+                    }
+                    if address_size < 8 && addr >> (8 * u32::from(address_size)) != 0 {
+                        let what = "absolute type entry";
+                        return Err(EncodeError::DoesNotFit { what, value: addr }.into());
+                    }
                 }
-                if address_size < 8 && addr >> (8 * u32::from(address_size)) != 0 {
-                    let what = "absolute type entry";
-                    return Err(EncodeError::DoesNotFit { what, value: addr }.into());
+                // An indirect entry points to a slot holding the symbol's
+                // address: an addend has nowhere to go.
+                TypeEntry::Symbol { ref name, addend }
+                    if addend != 0 && encoding.types == TypeEncoding::IndirectPcRelSdata4 =>
+                {
+                    let symbol = name.clone();
+                    return Err(EncodeError::IndirectAddend { symbol, addend }.into());
                 }
+                TypeEntry::Symbol { .. } | TypeEntry::CatchAll => {}
             }
         }
         let mut lsda = Self {

@@ -79,6 +79,9 @@ pub enum UnsupportedTarget {
     Windows,
     /// The ISA was configured with `unwind_info=false`.
     UnwindInfoOff,
+    /// The ISA was configured without `unwind_lsda`, which the object and
+    /// JIT builders' exception tables need.
+    UnwindLsdaOff,
     /// The ISA produced no System V CFI for a function.
     NoSystemVUnwindInfo,
     /// Cranelift failed to produce CFI for a function.
@@ -97,6 +100,11 @@ impl fmt::Display for UnsupportedTarget {
                 f,
                 "unwind_info is disabled (set unwind_info=true); the unwinder needs CFI to \
                  restore callee-saved registers"
+            ),
+            Self::UnwindLsdaOff => write!(
+                f,
+                "unwind_lsda is disabled (set unwind_lsda=true): exception tables are written \
+                 only with it"
             ),
             Self::NoSystemVUnwindInfo => {
                 write!(f, "the function's unwind info is not System V CFI")
@@ -277,6 +285,13 @@ pub enum EncodeError {
     },
     /// An absolute type entry cannot be encoded position-independently.
     AbsoluteTypeEntryNeedsAbsptr(u64),
+    /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
+    IndirectAddend {
+        /// The symbol.
+        symbol: String,
+        /// Its addend.
+        addend: i64,
+    },
     /// A type-entry symbol could not be resolved to an address.
     UnresolvedSymbol(String),
     /// gimli's writer refused a value.
@@ -305,6 +320,10 @@ impl fmt::Display for EncodeError {
             Self::AbsoluteTypeEntryNeedsAbsptr(addr) => write!(
                 f,
                 "absolute type entry {addr:#x} needs the absptr type-table encoding"
+            ),
+            Self::IndirectAddend { symbol, addend } => write!(
+                f,
+                "indirect type entry {symbol}{addend:+} cannot carry an addend"
             ),
             Self::UnresolvedSymbol(name) => {
                 write!(f, "type entry symbol `{name}` cannot be resolved")

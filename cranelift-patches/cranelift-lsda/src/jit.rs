@@ -1,14 +1,16 @@
 //! [`LsdaJitModule`]: a `JITModule` whose functions get LSDAs and a
 //! personality, registered with the process's unwinder when they are
-//! finalized, through [`crate::JitTables`].
+//! finalized.
 //!
-//! `cranelift-jit` registers no unwind info (upstream issue #5574). The
-//! module owns its registrations, so tables are deregistered before (never
-//! after) the code is freed.
+//! Released `cranelift-jit` registers no unwind info (upstream issue
+//! #5574): there the module records its tables in a [`crate::JitTables`]
+//! and owns the registrations, so tables are deregistered before (never
+//! after) the code is freed. With the `upstream` feature it is the patched
+//! cranelift-jit's `JITBuilder::exception_tables` that does so (the setting
+//! `unwind_lsda` on); the wrapper only puts functions into landing-pad form.
 
 use crate::module::{LandingPads, lsda_module_methods};
-use crate::{ClausePolicy, JitTables, Registration, SymbolResolver};
-use alloc::vec::Vec;
+use crate::{ClausePolicy, RegistrationResult, SymbolResolver};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Module, ModuleResult};
 
@@ -16,11 +18,15 @@ use cranelift_module::{FuncId, Module, ModuleResult};
 /// with the process's unwinder when they are finalized.
 pub struct LsdaJitModule {
     // Dropped first: tables are deregistered before anything else goes.
-    registrations: Vec<Registration>,
+    #[cfg(not(feature = "upstream"))]
+    registrations: alloc::vec::Vec<crate::Registration>,
     module: JITModule,
-    tables: JitTables,
+    #[cfg(not(feature = "upstream"))]
+    tables: crate::JitTables,
+    #[cfg(not(feature = "upstream"))]
     policy: ClausePolicy,
     landing_pads: LandingPads,
+    #[cfg(not(feature = "upstream"))]
     resolve: SymbolResolver,
 }
 
@@ -39,20 +45,36 @@ impl LsdaJitModule {
         policy: ClausePolicy,
         landing_pads: LandingPads,
         resolve: SymbolResolver,
-    ) -> Self {
-        Self {
-            registrations: Vec::new(),
+    ) -> RegistrationResult<Self> {
+        #[cfg(not(feature = "upstream"))]
+        return Ok(Self {
+            registrations: alloc::vec::Vec::new(),
             module: JITModule::new(builder),
-            tables: JitTables::new(personality),
+            tables: crate::JitTables::new(personality),
             policy,
             landing_pads,
             resolve,
+        });
+        #[cfg(feature = "upstream")]
+        {
+            let mut builder = builder;
+            builder.exception_tables(policy, personality, resolve)?;
+            Ok(Self {
+                module: JITModule::new(builder),
+                landing_pads,
+            })
         }
     }
 
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
-        &self.policy
+        #[cfg(not(feature = "upstream"))]
+        return &self.policy;
+        #[cfg(feature = "upstream")]
+        return self
+            .module
+            .exception_policy()
+            .expect("built with exception tables");
     }
 
     /// Finalize the functions defined so far and register their tables.
@@ -60,6 +82,7 @@ impl LsdaJitModule {
     #[allow(clippy::result_large_err)]
     pub fn finalize_definitions(&mut self) -> ModuleResult<()> {
         self.module.finalize_definitions()?;
+        #[cfg(not(feature = "upstream"))]
         if let Some(registration) = self.tables.register(&self.module, &*self.resolve)? {
             self.registrations.push(registration);
         }
@@ -78,18 +101,23 @@ impl LsdaJitModule {
     /// As for `JITModule::free_memory`: no pointer to the module's code or
     /// data may be used afterwards, and none of its functions may be running.
     pub unsafe fn free_memory(self) {
+        #[cfg(not(feature = "upstream"))]
         let Self {
             registrations,
             module,
             ..
         } = self;
+        #[cfg(not(feature = "upstream"))]
         drop(registrations);
+        #[cfg(feature = "upstream")]
+        let module = self.module;
         // SAFETY: forwarded from the caller; the tables that pointed into
-        // the code are deregistered.
+        // the code are deregistered (here, or by `JITModule::free_memory`
+        // with the `upstream` feature).
         unsafe { module.free_memory() };
     }
 }
 
 impl Module for LsdaJitModule {
-    lsda_module_methods!();
+    lsda_module_methods!(crate::RegistrationError);
 }

@@ -124,7 +124,7 @@ pub use jit_tables::{
 };
 #[cfg(all(feature = "legalize", not(feature = "upstream")))]
 pub use legalize::legalize_landing_pads;
-pub use module::{LandingPads, prepare_function};
+pub use module::{LandingPads, enable_unwind_lsda, prepare_function};
 #[cfg(feature = "object")]
 pub use object::LsdaObjectModule;
 #[cfg(all(feature = "object", not(feature = "upstream")))]

@@ -33,10 +33,26 @@ pub fn prepare_function(
     }
 }
 
+/// Turn on the `unwind_lsda` setting, which the patched Cranelift's object
+/// and JIT builders need for exception tables (the `upstream` feature).
+/// Released Cranelift has no such setting and needs none: there this does
+/// nothing.
+pub fn enable_unwind_lsda(
+    flags: &mut cranelift_codegen::settings::Builder,
+) -> Result<(), cranelift_codegen::settings::SetError> {
+    #[cfg(feature = "upstream")]
+    return cranelift_codegen::settings::Configurable::enable(flags, "unwind_lsda");
+    #[cfg(not(feature = "upstream"))]
+    {
+        let _ = flags;
+        Ok(())
+    }
+}
+
 /// What a wrapper's `define_function` does: put `ctx.func` into
 /// landing-pad form, define it in `module`, and give its compiled code to
 /// `record`.
-#[cfg(any(feature = "object", feature = "jit"))]
+#[cfg(all(any(feature = "object", feature = "jit"), not(feature = "upstream")))]
 // The `Module::define_function_with_control_plane` signature it implements.
 #[allow(clippy::result_large_err)]
 pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
@@ -67,30 +83,74 @@ where
     Ok(())
 }
 
+/// What a wrapper's `define_function` does with the patched crates: put
+/// `ctx.func` into landing-pad form under the policy `module` holds
+/// (`policy_of`), and define it in `module`, which records its tables.
+#[cfg(all(any(feature = "object", feature = "jit"), feature = "upstream"))]
+// The `Module::define_function_with_control_plane` signature it implements.
+#[allow(clippy::result_large_err)]
+pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
+    module: &mut M,
+    policy_of: impl Fn(&mut M) -> Option<&mut ClausePolicy>,
+    mode: LandingPads,
+    func_id: cranelift_module::FuncId,
+    ctx: &mut cranelift_codegen::Context,
+    ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
+) -> cranelift_module::ModuleResult<()>
+where
+    E: From<crate::LsdaError> + Into<cranelift_module::ModuleError>,
+{
+    // The policy is borrowed from the module, as is the ISA: it is taken
+    // out for the pass and put back whatever the pass returns.
+    let placeholder = ClausePolicy::new(
+        crate::DefaultAction::CatchAll,
+        crate::SelectorConvention::TypeFilter,
+    );
+    let held = policy_of(module).expect("the wrapper configured exception tables");
+    let mut policy = core::mem::replace(held, placeholder);
+    let prepared = prepare_function(&mut ctx.func, module.isa(), &mut policy, mode);
+    *policy_of(module).expect("the wrapper configured exception tables") = policy;
+    prepared.map_err(|e| E::from(e).into())?;
+    module.define_function_with_control_plane(func_id, ctx, ctrl_plane)
+}
+
 /// The `Module` implementation of a wrapper with the fields `module` (the
-/// wrapped module), `tables` (its recorder), `policy` and `landing_pads`:
-/// every method forwards to `module`, but `define_function`, which also
-/// puts the function into landing-pad form and records its tables.
+/// wrapped module), `landing_pads`, and on released Cranelift `tables`
+/// (its recorder) and `policy`: every method forwards to `module`, but
+/// `define_function`, which also puts the function into landing-pad form
+/// and records its tables; `$error` is the wrapper's error type.
 #[cfg(any(feature = "object", feature = "jit"))]
 macro_rules! lsda_module_methods {
-    () => {
+    ($error:ty) => {
         fn define_function_with_control_plane(
             &mut self,
             func_id: cranelift_module::FuncId,
             ctx: &mut cranelift_codegen::Context,
             ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
         ) -> cranelift_module::ModuleResult<()> {
-            let tables = &mut self.tables;
-            $crate::module::define_in_landing_pad_form(
+            #[cfg(not(feature = "upstream"))]
+            {
+                let tables = &mut self.tables;
+                $crate::module::define_in_landing_pad_form(
+                    &mut self.module,
+                    &mut self.policy,
+                    self.landing_pads,
+                    func_id,
+                    ctx,
+                    ctrl_plane,
+                    |isa, code, policy, prepared| {
+                        tables.add_function(isa, func_id, code, policy, prepared)
+                    },
+                )
+            }
+            #[cfg(feature = "upstream")]
+            $crate::module::define_in_landing_pad_form::<_, $error>(
                 &mut self.module,
-                &mut self.policy,
+                |module| module.exception_policy_mut(),
                 self.landing_pads,
                 func_id,
                 ctx,
                 ctrl_plane,
-                |isa, code, policy, prepared| {
-                    tables.add_function(isa, func_id, code, policy, prepared)
-                },
             )
         }
 

@@ -1,8 +1,14 @@
 //! [`LsdaObjectModule`]: an `ObjectModule` whose functions get LSDAs and a
-//! personality, through [`crate::ObjectTables`].
+//! personality.
+//!
+//! On released Cranelift it records each function's tables in a
+//! [`crate::ObjectTables`] of its own and writes them at `finish`. With the
+//! `upstream` feature it is the patched cranelift-object's
+//! `ObjectBuilder::exception_tables` that does so (the setting
+//! `unwind_lsda` on); the wrapper only puts functions into landing-pad form.
 
 use crate::module::{LandingPads, lsda_module_methods};
-use crate::{ClausePolicy, LsdaEncoding, ObjectTables, OutputResult};
+use crate::{ClausePolicy, LsdaEncoding, OutputResult};
 use cranelift_module::Module;
 use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
 
@@ -11,50 +17,107 @@ use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
 /// defined, and both sections are written at [`LsdaObjectModule::finish`].
 pub struct LsdaObjectModule {
     module: ObjectModule,
-    tables: ObjectTables,
+    #[cfg(not(feature = "upstream"))]
+    tables: crate::ObjectTables,
+    #[cfg(not(feature = "upstream"))]
     policy: ClausePolicy,
     landing_pads: LandingPads,
 }
 
 impl LsdaObjectModule {
     /// A module built by `builder`, whose functions with handlers use the
-    /// personality named `personality` under `policy`. It writes the whole
-    /// `.eh_frame`, so `builder`'s own `unwind_info` is turned off.
+    /// personality named `personality` under `policy`, with the LSDA
+    /// encodings of [`crate::ObjectTables::new`]. It writes the whole
+    /// `.eh_frame`, so `builder`'s own `unwind_info` need not be turned off.
     pub fn new(
-        mut builder: ObjectBuilder,
+        builder: ObjectBuilder,
         personality: &str,
         policy: ClausePolicy,
         landing_pads: LandingPads,
     ) -> OutputResult<Self> {
+        Self::build(builder, personality, policy, landing_pads, None)
+    }
+
+    /// As [`LsdaObjectModule::new`], with other LSDA encodings (see
+    /// [`crate::ObjectTables::with_lsda_encoding`]).
+    pub fn with_lsda_encoding(
+        builder: ObjectBuilder,
+        personality: &str,
+        policy: ClausePolicy,
+        landing_pads: LandingPads,
+        encoding: LsdaEncoding,
+    ) -> OutputResult<Self> {
+        Self::build(builder, personality, policy, landing_pads, Some(encoding))
+    }
+
+    #[cfg(not(feature = "upstream"))]
+    fn build(
+        mut builder: ObjectBuilder,
+        personality: &str,
+        policy: ClausePolicy,
+        landing_pads: LandingPads,
+        encoding: Option<LsdaEncoding>,
+    ) -> OutputResult<Self> {
         builder.unwind_info(false);
         let module = ObjectModule::new(builder);
+        let mut tables = crate::ObjectTables::new(module.isa(), personality)?;
+        if let Some(encoding) = encoding {
+            tables = tables.with_lsda_encoding(encoding)?;
+        }
         Ok(Self {
-            tables: ObjectTables::new(module.isa(), personality)?,
+            tables,
             module,
             policy,
             landing_pads,
         })
     }
 
-    /// Use other LSDA encodings (see [`ObjectTables::with_lsda_encoding`]).
-    pub fn with_lsda_encoding(mut self, encoding: LsdaEncoding) -> OutputResult<Self> {
-        self.tables = self.tables.with_lsda_encoding(encoding)?;
-        Ok(self)
+    #[cfg(feature = "upstream")]
+    fn build(
+        mut builder: ObjectBuilder,
+        personality: &str,
+        policy: ClausePolicy,
+        landing_pads: LandingPads,
+        encoding: Option<LsdaEncoding>,
+    ) -> OutputResult<Self> {
+        match encoding {
+            None => builder.exception_tables(policy, personality)?,
+            Some(encoding) => {
+                builder.exception_tables_with_encoding(policy, personality, encoding)?
+            }
+        };
+        Ok(Self {
+            module: ObjectModule::new(builder),
+            landing_pads,
+        })
     }
 
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
-        &self.policy
+        #[cfg(not(feature = "upstream"))]
+        return &self.policy;
+        #[cfg(feature = "upstream")]
+        return self
+            .module
+            .exception_policy()
+            .expect("built with exception tables");
     }
 
     /// Finish the object and write its exception tables.
     pub fn finish(self) -> OutputResult<ObjectProduct> {
-        let mut product = self.module.finish();
-        self.tables.finish(&mut product)?;
-        Ok(product)
+        #[cfg(not(feature = "upstream"))]
+        {
+            let mut product = self.module.finish();
+            self.tables.finish(&mut product)?;
+            Ok(product)
+        }
+        // `ObjectModule::finish` writes them; every error input can cause
+        // was returned by `build` or `define_function`.
+        #[cfg(feature = "upstream")]
+        Ok(self.module.finish())
     }
 }
 
 impl Module for LsdaObjectModule {
-    lsda_module_methods!();
+    lsda_module_methods!(crate::OutputError);
 }

@@ -26,7 +26,7 @@
 
 use crate::output::{OutputError, OutputResult};
 use crate::{
-    ClausePolicy, CompiledTables, EhFrameBuilder, EhFrameEncoding, Lsda, LsdaEncoding,
+    ClausePolicy, CompiledTables, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda, LsdaEncoding,
     PreparedFunction, RelocatedSection, SymbolIndex, TypeEncoding, endian_of, tables_for_compiled,
 };
 use cranelift_codegen::CompiledCode;
@@ -74,6 +74,10 @@ impl ObjectTables {
     /// use the personality routine named `personality` (e.g.
     /// `__gxx_personality_v0`).
     pub fn new(isa: &dyn TargetIsa, personality: &str) -> OutputResult<Self> {
+        let format = isa.triple().binary_format;
+        if format != target_lexicon::BinaryFormat::Elf {
+            return Err(OutputError::UnsupportedFormat(format));
+        }
         let mut symbols = SymbolIndex::default();
         let personality = symbols.address(TableSymbol::Named(personality.into()));
         Ok(Self {
@@ -141,8 +145,10 @@ impl ObjectTables {
         if self.functions == 0 && self.except_table.bytes().is_empty() {
             return Ok(());
         }
+        // Checked by `new` against the ISA; this catches a product built
+        // for another one.
         if product.object.format() != object::BinaryFormat::Elf {
-            return Err(OutputError::UnsupportedFormat(product.object.format()));
+            return Err(OutputError::UnsupportedFormat(binary_format(product)));
         }
         let eh_frame_id = product.object.section_id(StandardSection::EhFrame);
         if !product.object.section(eh_frame_id).data().is_empty() {
@@ -211,12 +217,11 @@ impl ObjectTables {
                 (product.object.section_symbol(id), reloc.addend)
             }
             // The slot holds the symbol's address; only the slot's own
-            // address is PC-relative here.
+            // address is PC-relative here (the encoder refuses addends).
             TableSymbol::Named(name) if eh_pe.is_indirect() && reloc.addend != 0 => {
-                return Err(OutputError::IndirectAddend {
-                    symbol: name.clone(),
-                    addend: reloc.addend,
-                });
+                let symbol = name.clone();
+                let addend = reloc.addend;
+                return Err(EncodeError::IndirectAddend { symbol, addend }.into());
             }
             TableSymbol::Named(name) if eh_pe.is_indirect() => (
                 dw_ref_slot(&mut product.object, name, self.address_size)?,
@@ -236,6 +241,19 @@ impl ObjectTables {
             kind,
             reloc.size * 8,
         )
+    }
+}
+
+/// The object format of `product`, as the ISA's triple names formats.
+fn binary_format(product: &ObjectProduct) -> target_lexicon::BinaryFormat {
+    use target_lexicon::BinaryFormat;
+    match product.object.format() {
+        object::BinaryFormat::Coff => BinaryFormat::Coff,
+        object::BinaryFormat::Elf => BinaryFormat::Elf,
+        object::BinaryFormat::MachO => BinaryFormat::Macho,
+        object::BinaryFormat::Wasm => BinaryFormat::Wasm,
+        object::BinaryFormat::Xcoff => BinaryFormat::Xcoff,
+        _ => BinaryFormat::Unknown,
     }
 }
 

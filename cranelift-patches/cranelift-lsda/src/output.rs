@@ -4,7 +4,6 @@
 
 use crate::LsdaError;
 use gimli::constants::DwEhPe;
-use std::string::String;
 
 /// Writing exception tables into an object failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,7 +12,7 @@ pub enum OutputError {
     /// Building or encoding the tables failed.
     Lsda(LsdaError),
     /// Only ELF objects get `.eh_frame` and `.gcc_except_table`.
-    UnsupportedFormat(object::BinaryFormat),
+    UnsupportedFormat(target_lexicon::BinaryFormat),
     /// Objects need PC-relative type entries: `absptr` ones would put
     /// absolute relocations (text relocations in shared libraries) into the
     /// read-only `.gcc_except_table`.
@@ -22,13 +21,6 @@ pub enum OutputError {
     UnsupportedPointerEncoding(DwEhPe),
     /// A relocation against something that is not a symbol.
     UnsupportedRelocationTarget,
-    /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
-    IndirectAddend {
-        /// The symbol.
-        symbol: String,
-        /// Its addend.
-        addend: i64,
-    },
     /// A function has tables but is not defined in this object.
     FunctionNotDefined(u32),
     /// The object already has an `.eh_frame` (`ObjectBuilder::unwind_info`
@@ -44,7 +36,7 @@ impl std::fmt::Display for OutputError {
             Self::Lsda(err) => err.fmt(f),
             Self::UnsupportedFormat(format) => write!(
                 f,
-                "{format:?} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
+                "{format} objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
             ),
             Self::AbsptrTypeTableInObject => write!(
                 f,
@@ -56,10 +48,6 @@ impl std::fmt::Display for OutputError {
             Self::UnsupportedRelocationTarget => {
                 write!(f, "exception tables relocate only against symbols")
             }
-            Self::IndirectAddend { symbol, addend } => write!(
-                f,
-                "indirect type entry {symbol}{addend:+} cannot carry an addend"
-            ),
             Self::FunctionNotDefined(id) => write!(
                 f,
                 "function funcid{id} has tables but is not defined in this object"

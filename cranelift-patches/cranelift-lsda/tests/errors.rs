@@ -8,8 +8,8 @@ use cranelift_codegen::ir::ExceptionTag;
 use cranelift_lsda::{
     CallSite, Clause, ClauseList, ClausePolicy, DefaultAction, EhFrameBuilder, EhFrameEncoding,
     LandingPad, Lsda, LsdaEncoding, LsdaError, ObjectTables, OutputError, SelectorConvention,
-    TypeEntry, TypeTable, call_sites_from_compiled, check_landing_pad_form, decode_lsda,
-    tables_for_compiled,
+    TypeEncoding, TypeEntry, TypeTable, call_sites_from_compiled, check_landing_pad_form,
+    decode_lsda, tables_for_compiled,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
@@ -194,6 +194,24 @@ fn encoding_errors() {
     assert_eq!(
         encode_error(&[site(8, pad(10, &[Clause::Catch(wide)]))], 16, &types, 4),
         "absolute type entry 0x100000000 does not fit its encoding"
+    );
+
+    // An indirect entry is a `DW.ref` slot holding the symbol's address.
+    let vtable = TypeEntry::Symbol {
+        name: "vtable".into(),
+        addend: -16,
+    };
+    let mut types = TypeTable::new();
+    types.add(&vtable).unwrap();
+    let indirect = LsdaEncoding {
+        types: TypeEncoding::IndirectPcRelSdata4,
+        ..LsdaEncoding::object()
+    };
+    let sites = [site(8, pad(10, &[Clause::Catch(vtable)]))];
+    let err = Lsda::new(&sites, 16, &types, indirect, 8).err().unwrap();
+    assert_eq!(
+        err.to_string(),
+        "indirect type entry vtable-16 cannot carry an addend"
     );
 
     // A symbol entry written to a writer that cannot relocate.

@@ -6,8 +6,8 @@ use cranelift_codegen::Context;
 use cranelift_codegen::ir::{ExceptionTag, Function};
 use cranelift_lsda::{
     Clause, ClausePolicy, DefaultAction, EncodeError, JitTables, LandingPads, LsdaEncoding,
-    LsdaObjectModule, ObjectTables, OutputError, RegistrationError, SelectorConvention, TypeEntry,
-    check_landing_pad_form,
+    LsdaJitModule, LsdaObjectModule, ObjectTables, OutputError, RegistrationError,
+    SelectorConvention, TypeEntry, UnsupportedTarget, check_landing_pad_form,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
@@ -91,16 +91,23 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
     );
 }
 
+/// The setting the patched object builder needs for exception tables;
+/// released Cranelift has none.
+const UNWIND_LSDA: &str = if cfg!(feature = "upstream") {
+    "set unwind_lsda=true\n"
+} else {
+    ""
+};
+
 /// `%f` of `CATCH_INT` compiled for `target` by an `LsdaObjectModule` whose
 /// builder has `unwind_info` on.
 fn object_module_finish(target: &str) -> Result<ObjectProduct, OutputError> {
-    let text = CATCH_INT.replace("target x86_64", target);
+    let text = UNWIND_LSDA.to_string() + &CATCH_INT.replace("target x86_64", target);
     let (mut func, isa) = parse(&text);
     let mut builder = ObjectBuilder::new(isa, "t", default_libcall_names()).unwrap();
     builder.unwind_info(true);
     let personality = "__gxx_personality_v0";
-    let mut module =
-        LsdaObjectModule::new(builder, personality, policy(), LandingPads::Check).unwrap();
+    let mut module = LsdaObjectModule::new(builder, personality, policy(), LandingPads::Check)?;
     let id = declare(&mut module, &mut func);
     let mut ctx = Context::for_function(func);
     module.define_function(id, &mut ctx).unwrap();
@@ -144,12 +151,40 @@ fn non_elf_objects_are_refused() {
         .unwrap();
     assert_eq!(
         err,
-        OutputError::UnsupportedFormat(object::BinaryFormat::MachO)
+        OutputError::UnsupportedFormat(target_lexicon::BinaryFormat::Macho)
     );
     assert_eq!(
         err.to_string(),
-        "MachO objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
+        "macho objects: only ELF `.eh_frame`/`.gcc_except_table` are written"
     );
+}
+
+#[test]
+fn the_object_module_needs_unwind_lsda_on_patched_cranelift() {
+    let (_, isa) = parse(CATCH_INT);
+    let builder = ObjectBuilder::new(isa, "t", default_libcall_names()).unwrap();
+    let module = LsdaObjectModule::new(builder, "p", policy(), LandingPads::Check);
+    if cfg!(feature = "upstream") {
+        let expected = OutputError::from(UnsupportedTarget::UnwindLsdaOff);
+        assert_eq!(module.err(), Some(expected));
+    } else {
+        assert!(module.is_ok());
+    }
+}
+
+#[test]
+fn the_jit_module_needs_unwind_lsda_on_patched_cranelift() {
+    let (_, isa) = parse(CATCH_INT);
+    let builder = cranelift_jit::JITBuilder::with_isa(isa, default_libcall_names());
+    let personality = std::ptr::null();
+    let resolve = Box::new(|_: &str| None);
+    let module = LsdaJitModule::new(builder, personality, policy(), LandingPads::Check, resolve);
+    if cfg!(feature = "upstream") {
+        let expected = RegistrationError::from(UnsupportedTarget::UnwindLsdaOff);
+        assert_eq!(module.err(), Some(expected));
+    } else {
+        assert!(module.is_ok());
+    }
 }
 
 #[test]

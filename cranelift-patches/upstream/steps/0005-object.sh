@@ -64,20 +64,45 @@ python3 "$here/edit.py" "$backend" --after '    pub fn unwind_info(&mut self, un
         &mut self,
         policy: ClausePolicy,
         personality: &str,
-    ) -> ModuleResult<&mut Self> {
+    ) -> crate::OutputResult<&mut Self> {
+        self.set_exception_tables(policy, personality, None)
+    }
+
+    /// As [`ObjectBuilder::exception_tables`], with other LSDA encodings
+    /// (see [`crate::ObjectTables::with_lsda_encoding`]).
+    #[cfg(feature = "unwind")]
+    pub fn exception_tables_with_encoding(
+        &mut self,
+        policy: ClausePolicy,
+        personality: &str,
+        encoding: LsdaEncoding,
+    ) -> crate::OutputResult<&mut Self> {
+        self.set_exception_tables(policy, personality, Some(encoding))
+    }
+
+    #[cfg(feature = "unwind")]
+    fn set_exception_tables(
+        &mut self,
+        policy: ClausePolicy,
+        personality: &str,
+        encoding: Option<LsdaEncoding>,
+    ) -> crate::OutputResult<&mut Self> {
         if !self.isa.flags().unwind_lsda() {
-            return Err(ModuleError::Backend(anyhow!(
-                "exception tables need the `unwind_lsda` setting"
-            )));
+            return Err(UnsupportedTarget::UnwindLsdaOff.into());
         }
-        let tables = crate::ObjectTables::new(&*self.isa, personality)?;
+        let mut tables = crate::ObjectTables::new(&*self.isa, personality)?;
+        if let Some(encoding) = encoding {
+            tables = tables.with_lsda_encoding(encoding)?;
+        }
         self.exception_tables = Some((tables, policy));
         Ok(self)
     }
 '
 python3 "$here/edit.py" "$backend" --after 'use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 ' '#[cfg(feature = "unwind")]
-use cranelift_codegen::isa::unwind::lsda::{ClausePolicy, check_landing_pad_form};
+use cranelift_codegen::isa::unwind::lsda::{
+    ClausePolicy, LsdaEncoding, UnsupportedTarget, check_landing_pad_form,
+};
 '
 python3 "$here/edit.py" "$backend" --after '    #[cfg(feature = "unwind")]
     unwind: Option<crate::unwind::UnwindBuilder>,
@@ -98,6 +123,12 @@ python3 "$here/edit.py" "$backend" --before '
 fn validate_symbol(name: &str) -> ModuleResult<()> {' '
 #[cfg(feature = "unwind")]
 impl ObjectModule {
+    /// The clause policy of [`ObjectBuilder::exception_tables`], with the
+    /// clause sets interned so far; `None` without exception tables.
+    pub fn exception_policy(&self) -> Option<&ClausePolicy> {
+        self.exception_tables.as_ref().map(|(_, policy)| policy)
+    }
+
     /// The clause policy of [`ObjectBuilder::exception_tables`], for
     /// legalization to intern clause sets into before a function is
     /// defined; `None` without exception tables.
@@ -133,6 +164,8 @@ python3 "$here/edit.py" "$backend" --replace '        ObjectProduct {
             functions: self.functions,
             data_objects: self.data_objects,
         };
+        // As for `.eh_frame` above: what input can get wrong was refused by
+        // `exception_tables` or `define_function`.
         #[cfg(feature = "unwind")]
         if let Some((tables, _)) = self.exception_tables {
             tables
@@ -149,13 +182,14 @@ cat >cranelift/object/tests/exception_tables.rs <<'RS'
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::*;
 use cranelift_codegen::isa::unwind::lsda::{
-    Clause, ClausePolicy, DecodedAction, DefaultAction, SelectorConvention, TypeEntry, decode_lsda,
+    Clause, ClausePolicy, DecodedAction, DefaultAction, LsdaError, SelectorConvention, TypeEntry,
+    UnsupportedTarget, decode_lsda,
 };
 use cranelift_codegen::isa::{CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, legalize_landing_pads};
 use cranelift_module::{Linkage, Module, default_libcall_names};
-use cranelift_object::{ObjectBuilder, ObjectModule};
+use cranelift_object::{ObjectBuilder, ObjectModule, OutputError};
 use object::{Object, ObjectSection, ObjectSymbol};
 
 fn isa(unwind_lsda: bool) -> OwnedTargetIsa {
@@ -227,9 +261,12 @@ fn exception_tables_need_the_setting() {
         .exception_tables(policy(), "__gxx_personality_v0")
         .err()
         .unwrap();
+    let expected = UnsupportedTarget::UnwindLsdaOff;
+    assert_eq!(err, OutputError::Lsda(LsdaError::from(expected)));
     assert_eq!(
         err.to_string(),
-        "Backend error: exception tables need the `unwind_lsda` setting"
+        "unsupported target for landing pads: unwind_lsda is disabled (set unwind_lsda=true): \
+         exception tables are written only with it"
     );
 }
 

@@ -33,7 +33,9 @@ pub use crate::exception_tables::{
 backend=$dest/backend.rs
 python3 "$here/edit.py" "$backend" --after 'use cranelift_codegen::binemit::Reloc;
 ' '#[cfg(target_os = "linux")]
-use cranelift_codegen::isa::unwind::lsda::{ClausePolicy, check_landing_pad_form};
+use cranelift_codegen::isa::unwind::lsda::{
+    ClausePolicy, UnsupportedTarget, check_landing_pad_form,
+};
 '
 python3 "$here/edit.py" "$backend" --after '    memory: Option<Box<dyn JITMemoryProvider + Send>>,
 ' '    #[cfg(target_os = "linux")]
@@ -68,11 +70,9 @@ python3 "$here/edit.py" "$backend" --after '    pub fn memory_provider(&mut self
         policy: ClausePolicy,
         personality: *const u8,
         resolve: crate::SymbolResolver,
-    ) -> ModuleResult<&mut Self> {
+    ) -> crate::RegistrationResult<&mut Self> {
         if !self.isa.flags().unwind_lsda() {
-            return Err(ModuleError::Backend(anyhow::anyhow!(
-                "exception tables need the `unwind_lsda` setting"
-            )));
+            return Err(UnsupportedTarget::UnwindLsdaOff.into());
         }
         let tables = crate::JitTables::new(personality);
         self.exception_tables = Some((tables, policy, resolve));
@@ -129,7 +129,16 @@ python3 "$here/edit.py" "$backend" --before '        let blob = self.compiled_fu
         }
 
 '
-python3 "$here/edit.py" "$backend" --before '    /// Create a new `JITModule`.' '    /// The clause policy of [`JITBuilder::exception_tables`], for
+python3 "$here/edit.py" "$backend" --before '    /// Create a new `JITModule`.' '    /// The clause policy of [`JITBuilder::exception_tables`], with the
+    /// clause sets interned so far; `None` without exception tables.
+    #[cfg(target_os = "linux")]
+    pub fn exception_policy(&self) -> Option<&ClausePolicy> {
+        self.exception_tables
+            .as_ref()
+            .map(|(_, policy, _)| policy)
+    }
+
+    /// The clause policy of [`JITBuilder::exception_tables`], for
     /// legalization to intern clause sets into before a function is
     /// defined; `None` without exception tables.
     #[cfg(target_os = "linux")]
@@ -150,12 +159,13 @@ cat >cranelift/jit/tests/exception_tables.rs <<'RS'
 use cranelift_codegen::ir::*;
 use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::isa::unwind::lsda::{
-    Clause, ClausePolicy, DefaultAction, SelectorConvention, TypeEntry,
+    Clause, ClausePolicy, DefaultAction, LsdaError, SelectorConvention, TypeEntry,
+    UnsupportedTarget,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_codegen::{Context, isa::OwnedTargetIsa};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, legalize_landing_pads};
-use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_jit::{JITBuilder, JITModule, RegistrationError};
 use cranelift_module::{Linkage, Module, default_libcall_names};
 
 unsafe extern "C" {
@@ -202,9 +212,12 @@ fn exception_tables_need_the_setting() {
         .exception_tables(policy(), personality, Box::new(|_| None))
         .err()
         .unwrap();
+    let expected = UnsupportedTarget::UnwindLsdaOff;
+    assert_eq!(err, RegistrationError::Lsda(LsdaError::from(expected)));
     assert_eq!(
         err.to_string(),
-        "Backend error: exception tables need the `unwind_lsda` setting"
+        "unsupported target for landing pads: unwind_lsda is disabled (set unwind_lsda=true): \
+         exception tables are written only with it"
     );
 }
 
