@@ -11,9 +11,10 @@ cd "$(dirname "$0")"
 # libunwind.so.8); their -dev packages conflict, and the tests link the
 # runtime libraries by path, so only the runtimes are installed. Cross g++
 # and qemu-user: the linked suite executed on aarch64, riscv64 and s390x.
-# valgrind: the leak checks.
+# valgrind: the leak checks. clang: the benchmark's LSDA sizes next to
+# g++'s (`cargo bench -p eh-tests`, run briefly by CI).
 packages=(elfutils binutils g++ llvm libunwind-14 libunwind8
-    g++-aarch64-linux-gnu g++-riscv64-linux-gnu g++-s390x-linux-gnu qemu-user valgrind)
+    g++-aarch64-linux-gnu g++-riscv64-linux-gnu g++-s390x-linux-gnu qemu-user valgrind clang)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||

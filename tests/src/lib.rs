@@ -36,7 +36,7 @@ pub fn predicted_selectors() -> impl Fn(&str, &str) -> i64 {
     let rows: std::collections::HashMap<String, Vec<Vec<(Clause, i64)>>> = compiled_suite()
         .into_iter()
         .map(|c| {
-            let rows = c.prepared.reports().iter().map(|r| r.selectors.clone());
+            let rows = c.prepared.reports().iter().map(|r| r.selectors.to_vec());
             (c.name.trim_start_matches('%').to_string(), rows.collect())
         })
         .collect();

@@ -98,7 +98,7 @@ impl fmt::Display for CompiledFunction {
         let rows = self.prepared.reports().iter().map(|r| &r.selectors);
         for (i, row) in rows.filter(|row| !row.is_empty()).enumerate() {
             write!(f, "  try_call #{i} selectors:")?;
-            for (clause, selector) in row {
+            for (clause, selector) in row.iter() {
                 write!(f, " {clause} => {selector};")?;
             }
             writeln!(f)?;

@@ -5,6 +5,7 @@
 //! object or run in the JIT against the C++ runtime of `eh-test-support`.
 
 use crate::{EhFile, ToolError};
+use cranelift_codegen::CompiledCode;
 use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncName};
 use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -60,6 +61,17 @@ pub fn define_all<M: Module>(
     module: &mut M,
     file: &EhFile,
 ) -> Result<Vec<DefinedFunction>, ToolError> {
+    define_all_then(module, file, |_, _, _| Ok(()))
+}
+
+/// As [`define_all`], giving each function's index in `file`, id and
+/// compiled code to `defined` right after it is defined: for embedders
+/// that record tables themselves around a plain module.
+pub fn define_all_then<M: Module>(
+    module: &mut M,
+    file: &EhFile,
+    mut defined_then: impl FnMut(usize, FuncId, &CompiledCode) -> Result<(), ToolError>,
+) -> Result<Vec<DefinedFunction>, ToolError> {
     let codegen = |e: ModuleError| ToolError::Codegen(e.to_string());
     let mut ids = HashMap::new();
     for func in &file.functions {
@@ -72,7 +84,7 @@ pub fn define_all<M: Module>(
 
     let mut defined = Vec::new();
     let mut ctx = module.make_context();
-    for func in &file.functions {
+    for (index, func) in file.functions.iter().enumerate() {
         let name = clif_name(func);
         let id = ids[&name];
         let mut func = func.clone();
@@ -114,6 +126,10 @@ pub fn define_all<M: Module>(
         module
             .define_function(id, &mut ctx)
             .map_err(|e| module_error(&name, &ctx.func, e))?;
+        let code = ctx
+            .compiled_code()
+            .ok_or_else(|| ToolError::Codegen(format!("%{name}: defined but not compiled")))?;
+        defined_then(index, id, code)?;
         module.clear_context(&mut ctx);
         defined.push(DefinedFunction { name, id, runnable });
     }

@@ -12,7 +12,9 @@ use crate::encode::{CallSite, LandingPad, Lsda, LsdaEncoding};
 use crate::error::{EncodeError, FormError, LsdaResult};
 use crate::landing_pad::PreparedFunction;
 use crate::policy::{ClauseList, ClausePolicy};
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use cranelift_codegen::ir::ExceptionTag;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::{CompiledCode, FinalizedMachCallSite, FinalizedMachExceptionHandler};
@@ -27,9 +29,11 @@ pub fn call_sites_from_compiled<'a>(
     prepared: Option<&PreparedFunction>,
 ) -> LsdaResult<Vec<CallSite>> {
     let mut out = Vec::new();
+    // Call sites with the same handler tags share one clause list.
+    let mut lists: BTreeMap<Vec<Option<ExceptionTag>>, ClauseList> = BTreeMap::new();
     for site in call_sites {
         let mut pad: Option<u32> = None;
-        let mut clauses = Vec::new();
+        let mut tags = Vec::new();
         for handler in site.exception_handlers {
             let (offset, tag) = match *handler {
                 FinalizedMachExceptionHandler::Tag(tag, offset) => (offset, Some(tag)),
@@ -46,14 +50,25 @@ pub fn call_sites_from_compiled<'a>(
                 }
                 Some(_) => {}
             }
-            clauses.extend_from_slice(policy.item_clauses(tag)?);
+            tags.push(tag);
         }
         let landing_pad = match pad {
             None => None,
-            Some(offset) => Some(LandingPad {
-                offset,
-                clauses: ClauseList::new(clauses)?,
-            }),
+            Some(offset) => {
+                let clauses = match lists.get(&tags) {
+                    Some(list) => list.clone(),
+                    None => {
+                        let mut clauses = Vec::new();
+                        for tag in &tags {
+                            clauses.extend_from_slice(policy.item_clauses(*tag)?);
+                        }
+                        let list = ClauseList::new(clauses)?;
+                        lists.insert(tags, list.clone());
+                        list
+                    }
+                };
+                Some(LandingPad { offset, clauses })
+            }
         };
         out.push(CallSite {
             ret_addr: site.ret_addr,

@@ -187,7 +187,9 @@ impl CallSiteTable {
         Ok(())
     }
 
-    fn encoded_len(&self, encoding: CallSiteEncoding) -> LsdaResult<usize> {
+    /// The size in bytes of the records in `encoding` (without the table's
+    /// length field).
+    pub fn encoded_len(&self, encoding: CallSiteEncoding) -> LsdaResult<usize> {
         let mut w = LengthWriter::default();
         self.write(&mut w, encoding)?;
         Ok(w.len)
@@ -316,6 +318,9 @@ impl Lsda {
             return Ok(None);
         }
         let mut actions = ActionTable::default();
+        // Actions already computed, by clause list. Call sites with the same
+        // handlers usually share one list, so the pointer test answers first.
+        let mut known: Vec<(&ClauseList, u32)> = Vec::new();
         let mut table = CallSiteTable::default();
         let mut prev_end = 0u32;
         for site in call_sites {
@@ -333,10 +338,22 @@ impl Lsda {
             }
             let (landing_pad, action) = match &site.landing_pad {
                 None => (0, 0),
-                Some(pad) => (
-                    check_pad(pad.offset, code_len)?,
-                    action_of(&mut actions, &pad.clauses, types)?,
-                ),
+                Some(pad) => {
+                    let offset = check_pad(pad.offset, code_len)?;
+                    let clauses = &pad.clauses;
+                    let found = known
+                        .iter()
+                        .find(|(list, _)| list.shares(clauses))
+                        .or_else(|| known.iter().find(|(list, _)| *list == clauses));
+                    let action = match found {
+                        Some(&(_, action)) => action,
+                        None => action_of(&mut actions, clauses, types)?,
+                    };
+                    if found.is_none_or(|(list, _)| !list.shares(clauses)) {
+                        known.push((clauses, action));
+                    }
+                    (offset, action)
+                }
             };
             // The personality looks up the return address minus one, so the
             // range ending at the return address covers the call instruction.

@@ -14,7 +14,9 @@
 
 use crate::error::{FormError, LsdaResult, NotLandingPad, UnsupportedTarget};
 use crate::policy::{Clause, ClauseList, ClausePolicy, TypeTable};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::{
     Block, BlockArg, BlockCall, ExceptionTable, ExceptionTableItem, ExceptionTag, Function, Inst,
@@ -39,13 +41,12 @@ pub enum TryCallForm {
 pub struct TryCallReport {
     /// The instruction.
     pub inst: Inst,
-    /// The instruction as text, for messages.
-    pub text: String,
     /// Its form.
     pub form: TryCallForm,
     /// Its clauses under the policy, in match order, each with the
-    /// selector its pad receives (empty without handlers).
-    pub selectors: Vec<(Clause, i64)>,
+    /// selector its pad receives (empty without handlers). Calls with the
+    /// same handlers share one list.
+    pub selectors: Arc<[(Clause, i64)]>,
 }
 
 /// A function checked (or legalized) into landing-pad form, with the type
@@ -160,13 +161,13 @@ pub fn analyze_landing_pads(
 ) -> LsdaResult<Vec<TryCallReport>> {
     check_isa(isa)?;
     let mut reports = Vec::new();
+    let no_selectors: Arc<[(Clause, i64)]> = Arc::from([]);
     for (inst, et) in try_calls(func) {
-        let text = func.dfg.display_inst(inst).to_string();
         let call_conv = func.dfg.signatures[func.dfg.exception_tables[et].signature()].call_conv;
         let has_catch = catch_items(func, inst).next().is_some();
         if has_catch && !call_conv_has_landing_pads(isa, call_conv) {
             return Err(FormError::UnsupportedCallConv {
-                inst: text,
+                inst: inst_text(func, inst),
                 call_conv,
             }
             .into());
@@ -174,9 +175,8 @@ pub fn analyze_landing_pads(
         let form = form_of(func, inst);
         reports.push(TryCallReport {
             inst,
-            text,
             form,
-            selectors: Vec::new(),
+            selectors: no_selectors.clone(),
         });
     }
     Ok(reports)
@@ -187,9 +187,8 @@ fn form_of(func: &Function, inst: Inst) -> TryCallForm {
     let mut pad = None;
     for (_, call) in catch_items(func, inst) {
         let block = call.block(pool);
-        let args: Vec<BlockArg> = call.args(pool).collect();
-        if args != LANDING_PAD_ARGS {
-            let shown: Vec<String> = args.iter().map(ToString::to_string).collect();
+        if !call.args(pool).eq(LANDING_PAD_ARGS) {
+            let shown: Vec<String> = call.args(pool).map(|a| a.to_string()).collect();
             return TryCallForm::NotLandingPad(NotLandingPad::Arguments {
                 block: block.to_string(),
                 args: shown.join(", "),
@@ -214,12 +213,40 @@ fn form_of(func: &Function, inst: Inst) -> TryCallForm {
 /// generated.
 pub fn type_table_of(func: &Function, policy: &ClausePolicy) -> LsdaResult<TypeTable> {
     let mut types = TypeTable::new();
+    let mut seen = BTreeSet::new();
+    let mut last = Vec::new();
     for (inst, _) in try_calls(func) {
-        if let Some(list) = try_call_clauses(func, inst, policy)? {
+        // Neighbouring calls usually have the same tags: no lookup then.
+        if same_tags(func, inst, &last) {
+            continue;
+        }
+        last = item_tags(func, inst);
+        if seen.insert(last.clone())
+            && let Some(list) = try_call_clauses(func, inst, policy)?
+        {
             types.add_clauses(&list)?;
         }
     }
     Ok(types)
+}
+
+/// Whether the catch items of `inst` have exactly the tags `tags`.
+fn same_tags(func: &Function, inst: Inst, tags: &[Option<ExceptionTag>]) -> bool {
+    catch_items(func, inst)
+        .map(|(tag, _)| tag)
+        .eq(tags.iter().copied())
+}
+
+/// The tags of the catch items of `inst`, in order (`None` for `default`):
+/// what its clauses depend on, so calls with the same tags are looked up
+/// once.
+fn item_tags(func: &Function, inst: Inst) -> Vec<Option<ExceptionTag>> {
+    catch_items(func, inst).map(|(tag, _)| tag).collect()
+}
+
+/// `inst` as text, for messages.
+pub(crate) fn inst_text(func: &Function, inst: Inst) -> String {
+    func.dfg.display_inst(inst).to_string()
 }
 
 /// The `try_call`s of `func` with their exception tables, in layout order.
@@ -239,29 +266,55 @@ pub fn check_landing_pad_form(
     policy: &ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
     let mut reports = analyze_landing_pads(func, isa)?;
-    // Each call's clauses, read once; the type table in layout order, as
-    // `type_table_of` builds it.
+    // Each distinct tag list's clauses, read once; the type table in layout
+    // order, as `type_table_of` builds it.
     let mut types = TypeTable::new();
-    let mut lists = Vec::new();
+    // Distinct tag lists by first appearance; each call's index into them.
+    let mut keys: Vec<(Vec<Option<ExceptionTag>>, Option<ClauseList>)> = Vec::new();
+    let mut index: BTreeMap<Vec<Option<ExceptionTag>>, usize> = BTreeMap::new();
+    let mut of_call: Vec<usize> = Vec::with_capacity(reports.len());
     for report in &reports {
         if let TryCallForm::NotLandingPad(reason) = &report.form {
             return Err(FormError::NotLandingPadForm {
-                inst: report.text.clone(),
+                inst: inst_text(func, report.inst),
                 reason: reason.clone(),
             }
             .into());
         }
-        let list = try_call_clauses(func, report.inst, policy)?;
-        if let Some(list) = &list {
-            types.add_clauses(list)?;
+        // Neighbouring calls usually have the same tags: no lookup then.
+        if let Some(&last) = of_call.last()
+            && same_tags(func, report.inst, &keys[last].0)
+        {
+            of_call.push(last);
+            continue;
         }
-        lists.push(list);
+        let key = item_tags(func, report.inst);
+        let at = match index.get(&key) {
+            Some(&at) => at,
+            None => {
+                let list = try_call_clauses(func, report.inst, policy)?;
+                if let Some(list) = &list {
+                    types.add_clauses(list)?;
+                }
+                index.insert(key.clone(), keys.len());
+                keys.push((key, list));
+                keys.len() - 1
+            }
+        };
+        of_call.push(at);
     }
-    for (report, list) in reports.iter_mut().zip(lists) {
-        if let Some(list) = list {
-            let selectors = policy.selectors(&types, list.clauses())?;
-            report.selectors = list.clauses().iter().cloned().zip(selectors).collect();
-        }
+    let mut selectors: Vec<Arc<[(Clause, i64)]>> = Vec::with_capacity(keys.len());
+    for (_, list) in &keys {
+        selectors.push(match list {
+            Some(list) => {
+                let values = policy.selectors(&types, list.clauses())?;
+                list.clauses().iter().cloned().zip(values).collect()
+            }
+            None => Arc::from([]),
+        });
+    }
+    for (report, at) in reports.iter_mut().zip(of_call) {
+        report.selectors = selectors[at].clone();
     }
     Ok(PreparedFunction { types, reports })
 }

@@ -19,6 +19,7 @@ use crate::{
     type_table_of,
 };
 use alloc::collections::BTreeMap;
+use alloc::string::ToString;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::{
     Block, BlockArg, BlockCall, ExceptionTableData, ExceptionTableItem, ExceptionTag, Function,
@@ -47,81 +48,172 @@ pub fn legalize_landing_pads(
     isa: &dyn TargetIsa,
     policy: &mut ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
-    cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidInput)?;
+    // As Cranelift's own passes: IR is verified when the embedder asks.
+    let verify = isa.flags().enable_verifier();
+    if verify {
+        cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidInput)?;
+    }
     // The type table is fixed before any pad is built, so each pad's
     // selectors are final.
     let types = type_table_of(func, policy)?;
-    let calls: Vec<(Inst, alloc::string::String)> = analyze_landing_pads(func, isa)?
+    let calls: Vec<Inst> = analyze_landing_pads(func, isa)?
         .into_iter()
         .filter(|r| r.form != TryCallForm::NoHandlers)
-        .map(|r| (r.inst, r.text))
+        .map(|r| r.inst)
         .collect();
 
-    let mut builder_ctx = FunctionBuilderContext::new();
+    // Each call's clause-set tag and dispatch, by index into `targets`.
     // Calls with the same clause set and destinations share one pad. Its
     // SSA arguments dominate it: they dominate every call that uses it.
-    let mut pads: BTreeMap<(ExceptionTag, Dispatch), Block> = BTreeMap::new();
-    for (inst, text) in calls {
-        let (listed, dispatch) = dispatch_of(func, inst, &text, policy, &types)?;
-        let set_tag = policy.intern_clause_set(listed)?;
-        let pad = match single_pad(&dispatch) {
-            Some(pad) => pad,
-            None => match pads.get(&(set_tag, dispatch.clone())) {
-                Some(&pad) => pad,
-                None => {
-                    let pad = build_pad(func, &mut builder_ctx, isa, &dispatch)?;
-                    pads.insert((set_tag, dispatch), pad);
-                    pad
-                }
-            },
+    let mut targets: Vec<(ExceptionTag, Dispatch)> = Vec::new();
+    let mut target_index: BTreeMap<(ExceptionTag, Dispatch), usize> = BTreeMap::new();
+    let mut of_call: Vec<(Inst, usize)> = Vec::with_capacity(calls.len());
+    // What a call's tags mean depends on nothing else: found once per list.
+    let mut meanings: BTreeMap<Vec<Option<ExceptionTag>>, Meaning> = BTreeMap::new();
+    // The previous call's items and its target: neighbouring calls of one
+    // region usually have the same items, and then the same target.
+    let mut last: Option<(Vec<(Option<ExceptionTag>, Destination)>, usize)> = None;
+    for inst in calls {
+        if let Some((items, target)) = &last
+            && same_items(func, inst, items)
+        {
+            of_call.push((inst, *target));
+            continue;
+        }
+        let pool = &func.dfg.value_lists;
+        let items: Vec<(Option<ExceptionTag>, Destination)> = catch_items(func, inst)
+            .map(|(tag, call)| {
+                let block = call.block(pool);
+                let args = call.args(pool).collect();
+                (tag, Destination { block, args })
+            })
+            .collect();
+        let tags: Vec<Option<ExceptionTag>> = items.iter().map(|(tag, _)| *tag).collect();
+        let meaning = match meanings.get(&tags) {
+            Some(meaning) => meaning.clone(),
+            None => {
+                let meaning = meaning_of(&tags, policy, &types)?;
+                meanings.insert(tags, meaning.clone());
+                meaning
+            }
         };
-        replace_items(func, inst, set_tag, pad);
+        let key = (meaning.set_tag, dispatch_of(func, inst, &items, &meaning)?);
+        let target = match target_index.get(&key) {
+            Some(&target) => target,
+            None => {
+                target_index.insert(key.clone(), targets.len());
+                targets.push(key);
+                targets.len() - 1
+            }
+        };
+        of_call.push((inst, target));
+        last = Some((items, target));
     }
 
-    cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidOutput)?;
+    // A destination that already takes `(exn0, exn1)` is a pad for one
+    // call. Several calls get a pad of their own even then: Cranelift gives
+    // each exception edge a trampoline for the payload's moves, so calls
+    // landing on the destination directly would get distinct landing pads
+    // (and call-site records); a pad whose parameters only flow on takes
+    // the payload where it arrives, its edges stay empty and fold away, and
+    // the calls share one landing pad and one record.
+    let mut uses = alloc::vec![0usize; targets.len()];
+    for (_, target) in &of_call {
+        uses[*target] += 1;
+    }
+    let mut builder_ctx = FunctionBuilderContext::new();
+    let mut pads = Vec::with_capacity(targets.len());
+    for ((_, dispatch), uses) in targets.iter().zip(uses) {
+        pads.push(match single_pad(dispatch) {
+            Some(pad) if uses == 1 => pad,
+            _ => build_pad(func, &mut builder_ctx, isa, dispatch)?,
+        });
+    }
+    for (inst, target) in of_call {
+        replace_items(func, inst, targets[target].0, pads[target]);
+    }
+
+    if verify {
+        cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidOutput)?;
+    }
     let prepared = check_landing_pad_form(func, isa, policy)?;
     debug_assert_eq!(prepared.types(), &types, "legalization kept the type table");
     Ok(prepared)
 }
 
-/// The normalized clauses of `inst` and, per selector, their destination.
-fn dispatch_of(
-    func: &Function,
-    inst: Inst,
-    text: &str,
-    policy: &ClausePolicy,
-    types: &TypeTable,
-) -> LsdaResult<(Vec<Clause>, Dispatch)> {
+/// Whether the catch items of `inst` are `items`: the same tags to the
+/// same blocks with the same arguments.
+fn same_items(func: &Function, inst: Inst, items: &[(Option<ExceptionTag>, Destination)]) -> bool {
     let pool = &func.dfg.value_lists;
-    let mut clauses = Vec::new();
+    let mut count = 0;
     for (tag, call) in catch_items(func, inst) {
-        let dest = Destination {
-            block: call.block(pool),
-            args: call.args(pool).collect(),
+        let Some((expected_tag, dest)) = items.get(count) else {
+            return false;
         };
-        let listed = policy.item_clauses(tag)?;
-        clauses.extend(listed.iter().map(|c| (c.clone(), dest.clone())));
+        if tag != *expected_tag
+            || call.block(pool) != dest.block
+            || !call.args(pool).eq(dest.args.iter().copied())
+        {
+            return false;
+        }
+        count += 1;
+    }
+    count == items.len()
+}
+
+/// What the catch items of a call mean: the clause-set tag of their
+/// normalized clauses, and each selector the personality can deliver with
+/// the item (by index) it goes to.
+#[derive(Clone)]
+struct Meaning {
+    set_tag: ExceptionTag,
+    selectors: Vec<(i64, usize)>,
+}
+
+fn meaning_of(
+    tags: &[Option<ExceptionTag>],
+    policy: &mut ClausePolicy,
+    types: &TypeTable,
+) -> LsdaResult<Meaning> {
+    let mut clauses = Vec::new();
+    for (item, tag) in tags.iter().enumerate() {
+        clauses.extend(policy.item_clauses(*tag)?.iter().map(|c| (c.clone(), item)));
     }
     let clauses = normalize_clauses(clauses);
     let listed: Vec<Clause> = clauses.iter().map(|(c, _)| c.clone()).collect();
-    let selectors = policy.selectors(types, &listed)?;
+    let values = policy.selectors(types, &listed)?;
+    let items = clauses.into_iter().map(|(_, item)| item);
+    Ok(Meaning {
+        set_tag: policy.intern_clause_set(listed)?,
+        selectors: values.into_iter().zip(items).collect(),
+    })
+}
+
+/// Per selector of `meaning`, where the call `inst` sends it.
+fn dispatch_of(
+    func: &Function,
+    inst: Inst,
+    items: &[(Option<ExceptionTag>, Destination)],
+    meaning: &Meaning,
+) -> LsdaResult<Dispatch> {
     let mut dispatch = Dispatch::new();
-    for ((_, dest), selector) in clauses.into_iter().zip(selectors) {
+    for &(selector, item) in &meaning.selectors {
+        let dest = &items[item].1;
         match dispatch.get(&selector) {
-            Some(existing) if *existing != dest => {
+            Some(existing) if existing != dest => {
                 return Err(FormError::AmbiguousSelector {
-                    inst: text.into(),
+                    inst: func.dfg.display_inst(inst).to_string(),
                     selector,
                 }
                 .into());
             }
             Some(_) => {}
             None => {
-                dispatch.insert(selector, dest);
+                dispatch.insert(selector, dest.clone());
             }
         }
     }
-    Ok((listed, dispatch))
+    Ok(dispatch)
 }
 
 /// The destination itself when every selector goes to one block that
@@ -158,6 +250,10 @@ fn build_pad(
     let ptr = isa.pointer_type();
     let mut b = FunctionBuilder::new(func, builder_ctx);
     let pad = b.create_block();
+    // Only exceptions reach it: laid out after the normal path, as C++
+    // compilers place landing pads, so the calls of one region stay
+    // adjacent and their call-site records merge.
+    b.set_cold_block(pad);
     let exn0 = b.append_block_param(pad, ptr);
     let exn1 = b.append_block_param(pad, ptr);
     b.switch_to_block(pad);
@@ -192,6 +288,7 @@ fn build_pad(
             for dest in &distinct {
                 let args = map_args(&dest.args)?;
                 let edge = b.create_block();
+                b.set_cold_block(edge);
                 b.switch_to_block(edge);
                 b.ins().jump(dest.block, &args);
                 edges.push(edge);

@@ -11,6 +11,7 @@
 use crate::error::PolicyError;
 use alloc::collections::BTreeMap;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use cranelift_codegen::ir::ExceptionTag;
@@ -80,9 +81,10 @@ impl fmt::Display for Clause {
 /// Normalization keeps the semantics and removes what can never take
 /// effect: a type caught by an earlier clause is not repeated, nothing
 /// follows a catch-all, and a cleanup (which the personality considers only
-/// when no catch matches) is kept once, last.
+/// when no catch matches) is kept once, last. Clones share the clauses:
+/// every call site with the same handlers holds the same list.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClauseList(Vec<Clause>);
+pub struct ClauseList(Arc<[Clause]>);
 
 impl ClauseList {
     /// Normalize `clauses` into a clause list.
@@ -99,9 +101,15 @@ impl ClauseList {
         &self.0
     }
 
+    /// Whether `other` is a clone of this list (the same allocation): a
+    /// cheap test before comparing the clauses.
+    pub(crate) fn shares(&self, other: &ClauseList) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// Whether the list is a single cleanup (the LSDA action 0).
     pub fn is_cleanup_only(&self) -> bool {
-        self.0 == [Clause::Cleanup]
+        *self.0 == [Clause::Cleanup]
     }
 
     /// The type entries this list catches, in order.
@@ -130,6 +138,7 @@ impl fmt::Display for ClauseList {
 /// the rule [`ClauseList::new`] applies.
 pub fn normalize_clauses<T>(clauses: impl IntoIterator<Item = (Clause, T)>) -> Vec<(Clause, T)> {
     let mut out: Vec<(Clause, T)> = Vec::new();
+    let mut caught = alloc::collections::BTreeSet::new();
     let mut cleanup = None;
     for (clause, payload) in clauses {
         match clause {
@@ -137,7 +146,7 @@ pub fn normalize_clauses<T>(clauses: impl IntoIterator<Item = (Clause, T)>) -> V
                 cleanup.get_or_insert(payload);
             }
             Clause::Catch(entry) => {
-                if out.iter().any(|(c, _)| *c == Clause::Catch(entry.clone())) {
+                if !caught.insert(entry.clone()) {
                     continue;
                 }
                 let is_catch_all = entry == TypeEntry::CatchAll;
@@ -214,7 +223,7 @@ impl ClausePolicy {
         Self {
             tags: BTreeMap::new(),
             default,
-            default_clauses: ClauseList(alloc::vec![default.clause()]),
+            default_clauses: ClauseList(Arc::from([default.clause()])),
             selectors,
             interned: BTreeMap::new(),
         }
@@ -344,6 +353,8 @@ impl ClausePolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TypeTable {
     entries: Vec<TypeEntry>,
+    /// Each entry's filter, for lookups by entry.
+    filters: BTreeMap<TypeEntry, u32>,
 }
 
 impl TypeTable {
@@ -361,6 +372,7 @@ impl TypeTable {
         let index =
             i32::try_from(self.entries.len() + 1).map_err(|_| PolicyError::TypeTableFull)?;
         self.entries.push(entry.clone());
+        self.filters.insert(entry.clone(), index as u32);
         Ok(index as u32)
     }
 
@@ -374,10 +386,9 @@ impl TypeTable {
 
     /// The 1-based index (type filter) of `entry`.
     pub fn filter(&self, entry: &TypeEntry) -> Result<u32, PolicyError> {
-        self.entries
-            .iter()
-            .position(|e| e == entry)
-            .map(|i| i as u32 + 1)
+        self.filters
+            .get(entry)
+            .copied()
             .ok_or_else(|| PolicyError::TypeNotInTable(entry.clone()))
     }
 

@@ -1,0 +1,241 @@
+//! Part 3: throw→catch latency through 1, 10 and 100 Cranelift frames,
+//! caught by a Cranelift frame and by a C++ frame, against the same shape
+//! compiled by g++ (`tests/cxx/bench-throw.{clif,cpp}`), all throwing
+//! through one `bench_thrower`: (a) the Cranelift object linked by g++ into
+//! one executable, (b) JIT code registered with libgcc, (c) JIT code
+//! registered with LLVM libunwind (a worker process). Each figure is the
+//! best of three rounds.
+
+use crate::{Mode, Row};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const PART: &str = "3 throw→catch";
+const FRAMES: [i64; 3] = [1, 10, 100];
+/// Where `LD_PRELOAD` finds LLVM libunwind (Debian's libunwind-14).
+pub const LLVM_LIBUNWIND: &str = "/usr/lib/x86_64-linux-gnu/libunwind.so.1";
+
+fn cxx_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cxx")
+}
+
+fn clif_file() -> clif_eh::EhFile {
+    let text = std::fs::read_to_string(cxx_dir().join("bench-throw.clif")).unwrap();
+    clif_eh::parse_file(&text).expect("bench-throw.clif parses")
+}
+
+/// The g++ half as a shared library, for the JIT runs: built once, since
+/// rewriting a library this process has loaded would corrupt its mapping.
+pub fn gxx_library() -> &'static Path {
+    static LIBRARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    LIBRARY.get_or_init(|| {
+        let library = eh_test_support::scratch_file("libbench-throw.so", b"");
+        let source = cxx_dir().join("bench-throw.cpp");
+        eh_test_support::gxx(&[
+            "-O2",
+            "-shared",
+            "-fPIC",
+            source.to_str().unwrap(),
+            "-o",
+            library.to_str().unwrap(),
+        ]);
+        library
+    })
+}
+
+/// `frames -> variant -> best ns` from `frames<TAB>variant<TAB>ns` lines.
+type Figures = BTreeMap<i64, BTreeMap<String, f64>>;
+
+fn parse_figures(text: &str) -> Figures {
+    let mut figures = Figures::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let [frames, variant, ns] = fields[..] else {
+            panic!("not a figure line: {line:?}")
+        };
+        let best = figures
+            .entry(frames.parse().unwrap())
+            .or_default()
+            .entry(variant.to_string())
+            .or_insert(f64::INFINITY);
+        *best = best.min(ns.parse().unwrap());
+    }
+    figures
+}
+
+/// (a): the Cranelift object and the C++ half in one executable.
+fn linked(mode: Mode) -> Figures {
+    let file = clif_file();
+    let object = clif_eh::module::emit_object(&file, &file.isas[0], "__gxx_personality_v0")
+        .expect("bench-throw.clif compiles");
+    let object = eh_test_support::scratch_file("bench-throw-clif.o", &object);
+    let program = object.with_file_name("bench-throw");
+    let source = cxx_dir().join("bench-throw.cpp");
+    eh_test_support::gxx(&[
+        "-O2",
+        "-DBENCH_MAIN",
+        source.to_str().unwrap(),
+        object.to_str().unwrap(),
+        "-o",
+        program.to_str().unwrap(),
+    ]);
+    let out = Command::new(&program)
+        .arg(mode.iterations(20_000).to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_figures(&String::from_utf8(out.stdout).unwrap())
+}
+
+type BenchNs = unsafe extern "C" fn(
+    Option<unsafe extern "C" fn(i64) -> i64>,
+    Option<unsafe extern "C" fn(i64) -> i64>,
+    i64,
+    i64,
+) -> f64;
+
+/// (b) and (c): the C++ half loaded into this process, the Cranelift half
+/// JIT-compiled and registered with whichever unwinder the process has.
+/// Prints figure lines.
+fn jit_figures(mode: Mode, library: &Path) -> String {
+    let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
+    // SAFETY: loading our own g++-built library runs no constructors of
+    // note; it stays loaded for the life of the process.
+    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+    assert!(!handle.is_null(), "dlopen {}", library.display());
+    let symbol = |name: &std::ffi::CStr| {
+        // SAFETY: dlsym on a live handle with a NUL-terminated name.
+        let ptr = unsafe { libc::dlsym(handle, name.as_ptr()) };
+        assert!(!ptr.is_null(), "{name:?} missing from the library");
+        ptr as *const u8
+    };
+    let thrower = symbol(c"bench_thrower");
+    // SAFETY: these are the library's `extern "C"` functions of bench-throw.cpp.
+    let (bench_ns, gxx_catch): (BenchNs, unsafe extern "C" fn(i64) -> i64) = unsafe {
+        (
+            std::mem::transmute::<*const u8, BenchNs>(symbol(c"bench_ns")),
+            std::mem::transmute::<*const u8, unsafe extern "C" fn(i64) -> i64>(symbol(
+                c"gxx_catch",
+            )),
+        )
+    };
+    let jit = clif_eh::module::jit_file(&clif_file(), &[("bench_thrower", thrower)])
+        .expect("bench-throw.clif JIT-compiles and registers");
+    // SAFETY: both are finalized `(i64) -> i64 system_v` functions of the
+    // module, which outlives every call below.
+    let (clif_catch, clif_rec) = unsafe {
+        (
+            std::mem::transmute::<*const u8, unsafe extern "C" fn(i64) -> i64>(
+                jit.function_ptr("clif_catch").unwrap(),
+            ),
+            std::mem::transmute::<*const u8, unsafe extern "C" fn(i64) -> i64>(
+                jit.function_ptr("clif_rec").unwrap(),
+            ),
+        )
+    };
+    let mut out = String::new();
+    let iterations = mode.iterations(20_000) as i64;
+    for frames in FRAMES {
+        let n = if frames == 100 {
+            iterations / 4 + 1
+        } else {
+            iterations
+        };
+        for _ in 0..3 {
+            // SAFETY: bench_ns calls the given functions, which throw an
+            // int that it (or cxx_catch) catches; it aborts otherwise.
+            let (gxx, clif, clif_in_cxx) = unsafe {
+                (
+                    bench_ns(Some(gxx_catch), None, frames - 1, n),
+                    bench_ns(Some(clif_catch), None, frames - 1, n),
+                    bench_ns(None, Some(clif_rec), frames - 1, n),
+                )
+            };
+            out += &format!("{frames}\tgxx\t{gxx:.1}\n{frames}\tclif\t{clif:.1}\n");
+            out += &format!("{frames}\tclif-in-cxx\t{clif_in_cxx:.1}\n");
+        }
+    }
+    out
+}
+
+/// The worker of (c): this binary under `LD_PRELOAD=libunwind.so.1`.
+pub fn worker(mode: Mode) {
+    let unwinder = cranelift_lsda::detect_unwinder();
+    assert_eq!(
+        unwinder,
+        cranelift_lsda::Unwinder::LlvmLibunwind,
+        "the worker must run under LLVM libunwind"
+    );
+    let library = std::env::var("EH_BENCH_LIBRARY").expect("EH_BENCH_LIBRARY");
+    print!("{}", jit_figures(mode, Path::new(&library)));
+}
+
+/// Run `part` of this binary again under LLVM libunwind; its stdout.
+pub fn llvm_libunwind_worker(part: &str, mode: Mode, env: &[(&str, &Path)]) -> String {
+    assert!(
+        Path::new(LLVM_LIBUNWIND).exists(),
+        "{LLVM_LIBUNWIND} is missing: install Debian's libunwind-14 (./test.sh does)"
+    );
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--worker", part])
+        .env("LD_PRELOAD", LLVM_LIBUNWIND);
+    if mode == Mode::Smoke {
+        command.arg("--smoke");
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "worker {part}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn figure_rows(rows: &mut Vec<Row>, how: &str, figures: &Figures, target: Option<f64>) {
+    let us = |ns: f64| format!("{:.2} µs", ns / 1e3);
+    for frames in FRAMES {
+        let f = &figures[&frames];
+        let gxx = f["gxx"];
+        for (variant, catcher) in [("clif", "Cranelift"), ("clif-in-cxx", "C++")] {
+            let mut row = Row::new(
+                PART,
+                format!("{how}, {frames} frame(s), caught by {catcher}"),
+            )
+            .values(us(f[variant]), format!("g++ {}", us(gxx)))
+            .ratio(f[variant], gxx);
+            if let Some(target) = target {
+                row = row.target(target);
+            }
+            rows.push(row);
+        }
+    }
+}
+
+pub fn rows(mode: Mode) -> Vec<Row> {
+    let mut rows = Vec::new();
+    figure_rows(&mut rows, "(a) linked object", &linked(mode), Some(1.2));
+    let library = gxx_library();
+    assert_eq!(
+        cranelift_lsda::detect_unwinder(),
+        cranelift_lsda::Unwinder::Libgcc
+    );
+    let libgcc = parse_figures(&jit_figures(mode, library));
+    figure_rows(&mut rows, "(b) JIT, libgcc", &libgcc, Some(1.2));
+    let llvm = llvm_libunwind_worker("throw-jit", mode, &[("EH_BENCH_LIBRARY", library)]);
+    figure_rows(
+        &mut rows,
+        "(c) JIT, LLVM libunwind",
+        &parse_figures(&llvm),
+        None,
+    );
+    rows
+}
