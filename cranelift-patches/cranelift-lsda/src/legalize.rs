@@ -38,6 +38,9 @@ struct Destination {
 /// Each selector the personality can deliver, with where it must go.
 type Dispatch = BTreeMap<i64, Destination>;
 
+/// A call's catch items: each tag (`None` for `default`) and destination.
+type Items = Vec<(Option<ExceptionTag>, Destination)>;
+
 /// Rewrite every `try_call` of `func` into single-item landing-pad form.
 ///
 /// Clause-set tags are interned into `policy`. Returns the prepared
@@ -72,7 +75,7 @@ pub fn legalize_landing_pads(
     let mut meanings: BTreeMap<Vec<Option<ExceptionTag>>, Meaning> = BTreeMap::new();
     // The previous call's items and its target: neighbouring calls of one
     // region usually have the same items, and then the same target.
-    let mut last: Option<(Vec<(Option<ExceptionTag>, Destination)>, usize)> = None;
+    let mut last: Option<(Items, usize)> = None;
     for inst in calls {
         if let Some((items, target)) = &last
             && same_items(func, inst, items)
@@ -81,7 +84,7 @@ pub fn legalize_landing_pads(
             continue;
         }
         let pool = &func.dfg.value_lists;
-        let items: Vec<(Option<ExceptionTag>, Destination)> = catch_items(func, inst)
+        let items: Items = catch_items(func, inst)
             .map(|(tag, call)| {
                 let block = call.block(pool);
                 let args = call.args(pool).collect();

@@ -117,7 +117,8 @@ fn measure(mode: Mode, library: &Path) -> String {
         }
         let added = (modules.len() - before).max(1);
         let throw_ns = |registered: &Registered| {
-            (0..3)
+            // A warm-up round first: the unwinder sorts new tables lazily.
+            (0..4)
                 .map(|_| {
                     // SAFETY: bench_ns calls `catch`, which catches the int
                     // `bench_thrower` throws 10 frames down.
@@ -178,7 +179,7 @@ fn measure(mode: Mode, library: &Path) -> String {
         unsafe { std::mem::transmute::<*const u8, Entry>(module.get_finalized_function(id)) }
     };
     let throw_ns = |catch: Entry| {
-        (0..3)
+        (0..4)
             .map(|_| {
                 // SAFETY: as above.
                 unsafe { bench_ns(Some(catch), None, 9, throws) }
