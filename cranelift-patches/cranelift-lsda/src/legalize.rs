@@ -251,12 +251,11 @@ fn build_pad(
     dispatch: &Dispatch,
 ) -> LsdaResult<Block> {
     let ptr = isa.pointer_type();
+    // Every block made here (the pad, its edges, the switch's own) is
+    // reached only by exceptions.
+    let first_new = func.dfg.num_blocks();
     let mut b = FunctionBuilder::new(func, builder_ctx);
     let pad = b.create_block();
-    // Only exceptions reach it: laid out after the normal path, as C++
-    // compilers place landing pads, so the calls of one region stay
-    // adjacent and their call-site records merge.
-    b.set_cold_block(pad);
     let exn0 = b.append_block_param(pad, ptr);
     let exn1 = b.append_block_param(pad, ptr);
     b.switch_to_block(pad);
@@ -291,7 +290,6 @@ fn build_pad(
             for dest in &distinct {
                 let args = map_args(&dest.args)?;
                 let edge = b.create_block();
-                b.set_cold_block(edge);
                 b.switch_to_block(edge);
                 b.ins().jump(dest.block, &args);
                 edges.push(edge);
@@ -309,6 +307,12 @@ fn build_pad(
             }
             switch.emit(&mut b, exn1, fallback);
         }
+    }
+    // Laid out after the normal path, as C++ compilers place landing
+    // pads, so the calls of one region stay adjacent and their call-site
+    // records merge.
+    for index in first_new..b.func.dfg.num_blocks() {
+        b.set_cold_block(Block::from_u32(index as u32));
     }
     // Sealing last: the switch adds predecessors to the edge blocks.
     b.seal_all_blocks();

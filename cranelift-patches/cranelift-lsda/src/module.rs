@@ -101,7 +101,10 @@ where
     E: From<crate::LsdaError> + Into<cranelift_module::ModuleError>,
 {
     // The policy is borrowed from the module, as is the ISA: it is taken
-    // out for the pass and put back whatever the pass returns.
+    // out for the pass and put back whatever the pass returns. (A panic in
+    // the pass, possible only on invalid IR with the verifier off, leaves
+    // the placeholder: as after any panic in `define_function`, the module
+    // is not to be used further.)
     let placeholder = ClausePolicy::new(
         crate::DefaultAction::CatchAll,
         crate::SelectorConvention::TypeFilter,

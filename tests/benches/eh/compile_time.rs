@@ -130,7 +130,11 @@ pub fn rows(mode: Mode) -> Vec<Row> {
     let isa = isa.unwrap();
     // The corpus is small: compile it several times, as one module each.
     let mut corpus_times = Times::default();
-    for _ in 0..mode.iterations(500).min(5) {
+    let rounds = match mode {
+        Mode::Full => 5,
+        Mode::Smoke => 1,
+    };
+    for _ in 0..rounds {
         corpus_times.add(&module_times(&functions, &*isa));
     }
     let module_size = mode.iterations(10_000);

@@ -10,12 +10,17 @@
 //! as the languages allow:
 //!
 //! * a catch body calls nothing itself; C++ still calls `__cxa_begin_catch`
-//!   and `__cxa_end_catch`, so the CLIF pad calls both too;
+//!   and `__cxa_end_catch`, so the CLIF handler calls both too, covered by
+//!   the clauses outside the catch's `try` as in C++ (`begin_catch` is
+//!   `noexcept` in C++ and needs no cover there; IR has no such notion, so
+//!   it gets the same cover as `end_catch`, in the same record);
 //! * a cleanup is a C++ guard whose destructor calls nothing (it bumps a
 //!   global); its pad ends with `_Unwind_Resume`, as the CLIF pad does when
 //!   no catch of the region matched;
-//! * handler blocks are `cold` in the CLIF, laid out after the normal path,
-//!   where both C++ compilers put landing pads.
+//! * the CLIF is natural IR: one handler block per clause, sent to by one
+//!   item per tag, which legalization turns into landing-pad form; handler
+//!   blocks are `cold`, laid out after the normal path, where both C++
+//!   compilers put landing pads.
 
 use std::fmt::Write;
 
@@ -168,30 +173,126 @@ pub fn typeinfo(n: u32) -> String {
     format!("_ZTI{}{name}", name.len())
 }
 
-/// The shape as a CLIF file for `clif-eh`: function `%shape`, one tag per
-/// region holding its clause set.
+/// The exception tag of a clause in the CLIF: `tagN` for `catch (TN&)`.
+fn tag(clause: Clause) -> u32 {
+    match clause {
+        Clause::Catch(n) => n,
+        Clause::Cleanup => 998,
+        Clause::All => 999,
+    }
+}
+
+/// Where the handlers of `clauses` (innermost first) leave their region
+/// in C++: for a catch, the clauses outside its `try` (after its run of
+/// catches), which also cover the calls in its body.
+fn outside(clauses: &[Clause], at: usize) -> &[Clause] {
+    let end = clauses[at..]
+        .iter()
+        .position(|c| *c == Clause::Cleanup)
+        .map_or(clauses.len(), |offset| at + offset);
+    &clauses[end..]
+}
+
+/// CLIF text writer with fresh block and value numbers.
+struct Clif {
+    text: String,
+    blocks: u32,
+    values: u32,
+}
+
+impl Clif {
+    fn block(&mut self) -> u32 {
+        self.blocks += 1;
+        self.blocks
+    }
+
+    fn value(&mut self) -> u32 {
+        self.values += 1;
+        self.values
+    }
+
+    /// The items `[ tagN: block(exn0), ... ]` sending `clauses` to their
+    /// handler blocks: catches to `handlers[index]`, cleanups to `resume`;
+    /// a clause already listed is not listed again.
+    fn items(clauses: &[Clause], first: usize, handlers: &[u32], resume: u32) -> String {
+        let mut seen = Vec::new();
+        let mut items = Vec::new();
+        for (offset, clause) in clauses.iter().enumerate() {
+            if seen.contains(clause) {
+                continue;
+            }
+            seen.push(*clause);
+            let target = match clause {
+                Clause::Cleanup => resume,
+                _ => handlers[first + offset],
+            };
+            items.push(format!("tag{}: block{target}(exn0)", tag(*clause)));
+        }
+        format!("[ {} ]", items.join(", "))
+    }
+
+    /// A call of `callee` (`fnN`) with `args`, covered by `clauses` (a
+    /// `try_call`) or by nothing (a plain call); returns its result value,
+    /// if `returns`.
+    fn call(
+        &mut self,
+        callee: &str,
+        sig: &str,
+        args: &str,
+        returns: bool,
+        covered: Option<String>,
+    ) -> Option<u32> {
+        match covered {
+            None => {
+                let result = returns.then(|| self.value());
+                let assign = result.map(|v| format!("v{v} = ")).unwrap_or_default();
+                writeln!(self.text, "    {assign}call {callee}({args})").unwrap();
+                result
+            }
+            Some(items) => {
+                let next = self.block();
+                let ret = if returns { "ret0" } else { "" };
+                writeln!(
+                    self.text,
+                    "    try_call {callee}({args}), {sig}, block{next}({ret}), {items}"
+                )
+                .unwrap();
+                let result = returns.then(|| self.value());
+                let param = result.map(|v| format!("v{v}: i64")).unwrap_or_default();
+                writeln!(self.text, "\nblock{next}({param}):").unwrap();
+                result
+            }
+        }
+    }
+}
+
+/// The shape as a CLIF file for `clif-eh`: function `%shape` in natural
+/// IR, each handler its own block, which legalization puts into landing-pad
+/// form as it would a front end's output.
 pub fn clif(shape: &Shape) -> String {
     // Compiled as embedders compile for speed: optimizing, the verifier off
     // (legalization, like Cranelift's passes, verifies only with it on).
-    let mut text = String::from(
+    let mut header = String::from(
         "set unwind_info=true\nset opt_level=speed\nset enable_verifier=false\ntarget x86_64\n\n",
     );
-    for (i, region) in shape.regions.iter().enumerate() {
-        if region.clauses.is_empty() {
-            continue;
-        }
-        let clauses: Vec<String> = region
-            .clauses
-            .iter()
-            .map(|c| match c {
-                Clause::Catch(n) => format!("catch {}", typeinfo(*n)),
-                Clause::All => "catch-all".into(),
-                Clause::Cleanup => "cleanup".into(),
-            })
-            .collect();
-        writeln!(text, "; eh-tag: tag{} = {}", i + 1, clauses.join(", ")).unwrap();
+    let mut tags = std::collections::BTreeMap::new();
+    for clause in shape.regions.iter().flat_map(|r| &r.clauses) {
+        let meaning = match clause {
+            Clause::Catch(n) => format!("catch {}", typeinfo(*n)),
+            Clause::All => "catch-all".into(),
+            Clause::Cleanup => "cleanup".into(),
+        };
+        tags.insert(tag(*clause), meaning);
     }
-    text.push_str(
+    for (tag, meaning) in &tags {
+        writeln!(header, "; eh-tag: tag{tag} = {meaning}").unwrap();
+    }
+    let mut clif = Clif {
+        text: String::new(),
+        blocks: 1,
+        values: 0,
+    };
+    clif.text.push_str(
         "\nfunction %shape(i64) -> i64 system_v {\n    \
          sig0 = (i64) -> i64 system_v\n    \
          sig1 = (i64) -> i64 system_v\n    \
@@ -203,79 +304,53 @@ pub fn clif(shape: &Shape) -> String {
          fn3 = %_Unwind_Resume sig3\n\n\
          block0(v0: i64):\n    jump block1(v0)\n",
     );
-    let mut next_block = 2;
-    let mut next_value = 1;
-    let mut fresh_block = || {
-        next_block += 1;
-        next_block - 1
-    };
-    let mut value = || {
-        next_value += 1;
-        next_value - 1
-    };
     // Region i starts at block `start`, with x in its parameter.
     let mut start = 1;
-    for (i, region) in shape.regions.iter().enumerate() {
-        let end = fresh_block();
-        let x_in = value();
-        writeln!(text, "\nblock{start}(v{x_in}: i64):").unwrap();
+    for region in &shape.regions {
+        let clauses = &region.clauses;
+        let end = clif.block();
+        let x_in = clif.value();
+        writeln!(clif.text, "\nblock{start}(v{x_in}: i64):").unwrap();
+        let handlers: Vec<u32> = clauses.iter().map(|_| clif.block()).collect();
+        let resume = clif.block();
+        let covered = |at: usize, list: &[Clause]| {
+            (!list.is_empty()).then(|| Clif::items(list, at, &handlers, resume))
+        };
         let mut x = x_in;
-        // One pad for the region's calls, as a C++ `try` block has.
-        let pad = fresh_block();
         for _ in 0..region.calls {
-            if region.clauses.is_empty() {
-                let y = value();
-                writeln!(text, "    v{y} = call fn0(v{x})").unwrap();
-                x = y;
-            } else {
-                let ok = fresh_block();
-                writeln!(
-                    text,
-                    "    try_call fn0(v{x}), sig0, block{ok}(ret0), [ tag{}: block{pad}(exn0, exn1) ]",
-                    i + 1
-                )
+            let items = covered(0, clauses);
+            x = clif
+                .call("fn0", "sig0", &format!("v{x}"), true, items)
                 .unwrap();
-                let y = value();
-                writeln!(text, "\nblock{ok}(v{y}: i64):").unwrap();
-                x = y;
-            }
         }
-        writeln!(text, "    jump block{end}(v{x})").unwrap();
-        let has_catch = region.clauses.iter().any(|c| *c != Clause::Cleanup);
-        let has_cleanup = region.clauses.contains(&Clause::Cleanup);
-        if !region.clauses.is_empty() {
-            let (exn, selector) = (value(), value());
-            writeln!(text, "\nblock{pad}(v{exn}: i64, v{selector}: i64) cold:").unwrap();
-            let catch = fresh_block();
-            if has_cleanup {
-                let resume = fresh_block();
-                if has_catch {
-                    writeln!(text, "    brif v{selector}, block{catch}, block{resume}").unwrap();
-                } else {
-                    writeln!(text, "    jump block{resume}").unwrap();
-                }
-                writeln!(
-                    text,
-                    "\nblock{resume} cold:\n    call fn3(v{exn})\n    trap user1"
-                )
-                .unwrap();
-            } else {
-                writeln!(text, "    jump block{catch}").unwrap();
+        writeln!(clif.text, "    jump block{end}(v{x})").unwrap();
+        // Each catch's body, in C++ inside the clauses outside its `try`.
+        for (at, clause) in clauses.iter().enumerate() {
+            if *clause == Clause::Cleanup {
+                continue;
             }
-            if has_catch {
-                let ignored = value();
-                writeln!(
-                    text,
-                    "\nblock{catch} cold:\n    v{ignored} = call fn1(v{exn})\n    call fn2()\n    jump block{end}(v{x_in})"
-                )
-                .unwrap();
-            }
+            let exn = clif.value();
+            writeln!(clif.text, "\nblock{}(v{exn}: i64) cold:", handlers[at]).unwrap();
+            let outer = outside(clauses, at);
+            let first = clauses.len() - outer.len();
+            let items = covered(first, outer);
+            clif.call("fn1", "sig1", &format!("v{exn}"), true, items.clone());
+            clif.call("fn2", "sig2", "", false, items);
+            writeln!(clif.text, "    jump block{end}(v{x_in})").unwrap();
+        }
+        if clauses.contains(&Clause::Cleanup) {
+            let exn = clif.value();
+            writeln!(
+                clif.text,
+                "\nblock{resume}(v{exn}: i64) cold:\n    call fn3(v{exn})\n    trap user1"
+            )
+            .unwrap();
         }
         start = end;
     }
-    let x = value();
-    writeln!(text, "\nblock{start}(v{x}: i64):\n    return v{x}\n}}").unwrap();
-    text
+    let x = clif.value();
+    writeln!(clif.text, "\nblock{start}(v{x}: i64):\n    return v{x}\n}}").unwrap();
+    header + &clif.text
 }
 
 /// The shape as C++: `long shape(long)` with one `try` block (and guard

@@ -8,8 +8,8 @@
 //! replaced by one 12-byte udata4 record (start, length, pad) plus the
 //! ULEB128 action per call, plain calls included (the personality
 //! terminates on a call it finds no record for); header, action and type
-//! tables are ours. Alignment of its type table may differ by up to 3
-//! bytes.
+//! tables are ours (the type table's alignment padding too, which the
+//! longer table could change by up to 3 bytes either way).
 
 use crate::shapes::{self, Shape};
 use crate::{Mode, Row, geomean};
@@ -91,7 +91,7 @@ fn our_bytes(shape: &Shape) -> (usize, usize) {
         .unwrap();
     let table = |len: usize| uleb_len(len as u64) + len;
     let one_per_call = lsda.len() - table(coalesced) + table(per_call);
-    (ours, one_per_call.next_multiple_of(4))
+    (ours, one_per_call)
 }
 
 fn uleb_len(value: u64) -> usize {
