@@ -30,14 +30,22 @@ struct Layout {
     narrow_pointers: bool,
 }
 
-fn clause(seed: u8, absolute: bool) -> Clause {
+/// A clause the type encoding `types` can carry: absolute entries only
+/// under absptr, addends only where the entry is not a `DW.ref` slot (the
+/// encoder refuses both otherwise).
+fn clause(seed: u8, types: TypeEncoding) -> Clause {
     match seed % 12 {
         0 => Clause::Cleanup,
         1 => Clause::Catch(TypeEntry::CatchAll),
-        2 if absolute => Clause::Catch(TypeEntry::Address(0x7f00_1000 + u64::from(seed))),
+        2 if types == TypeEncoding::Absptr => {
+            Clause::Catch(TypeEntry::Address(0x7f00_1000 + u64::from(seed)))
+        }
         n => Clause::Catch(TypeEntry::Symbol {
             name: format!("_ZTI{n}"),
-            addend: i64::from(seed % 3) * 8,
+            addend: match types {
+                TypeEncoding::IndirectPcRelSdata4 => 0,
+                _ => i64::from(seed % 3) * 8,
+            },
         }),
     }
 }
@@ -55,7 +63,6 @@ fuzz_target!(|layout: Layout| {
             _ => TypeEncoding::IndirectPcRelSdata4,
         },
     };
-    let absolute = encoding.types == TypeEncoding::Absptr;
     let code_len = layout
         .sites
         .iter()
@@ -70,7 +77,7 @@ fuzz_target!(|layout: Layout| {
         ret_addr += u32::from(site.gap) + 1;
         let landing_pad = match &site.handlers {
             Some((pad, seeds)) if !seeds.is_empty() => {
-                let clauses = ClauseList::new(seeds.iter().map(|&s| clause(s, absolute))).unwrap();
+                let clauses = ClauseList::new(seeds.iter().map(|&s| clause(s, encoding.types))).unwrap();
                 types.add_clauses(&clauses).unwrap();
                 let offset = 1 + u32::from(*pad) % (code_len - 1);
                 Some(LandingPad { offset, clauses })
