@@ -33,7 +33,8 @@ pub fn gxx_library() -> &'static Path {
         let library = eh_test_support::scratch_file("libbench-throw.so", b"");
         let source = cxx_dir().join("bench-throw.cpp");
         // Calls inside the library bind locally, as in the executable of
-        // (a): no PLT between `gxx_rec` frames.
+        // (a). Without it g++ ends `gxx_rec(0)` with a sibling jump to
+        // `bench_thrower` through the PLT, one frame fewer than the shape.
         eh_test_support::gxx(&[
             "-O2",
             "-shared",
