@@ -6,7 +6,7 @@
 //! (deregistration, timed). Under libgcc in this process, under LLVM
 //! libunwind in a worker.
 
-use crate::throw::{gxx_library, llvm_libunwind_worker};
+use crate::throw::{Entry, GxxHalf, gxx_library, llvm_libunwind_worker};
 use crate::{Mode, Row};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_jit::{JITBuilder, JITModule};
@@ -16,15 +16,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PART: &str = "4 registration";
-
-type Entry = unsafe extern "C" fn(i64) -> i64;
-
-type BenchNs = unsafe extern "C" fn(
-    Option<unsafe extern "C" fn(i64) -> i64>,
-    Option<unsafe extern "C" fn(i64) -> i64>,
-    i64,
-    i64,
-) -> f64;
 
 struct Registered {
     // Dropped first: deregistered before the module's code goes.
@@ -41,24 +32,18 @@ struct Step {
     register_us: f64,
 }
 
-fn dl_symbol(handle: *mut libc::c_void, name: &std::ffi::CStr) -> *const u8 {
-    // SAFETY: dlsym on a live handle with a NUL-terminated name.
-    let ptr = unsafe { libc::dlsym(handle, name.as_ptr()) };
-    assert!(!ptr.is_null(), "{name:?} missing from the library");
-    ptr as *const u8
-}
-
 /// Prints `modules<TAB>first ns<TAB>last ns<TAB>register µs` lines and a
 /// final `deregister<TAB>µs` line.
 fn measure(mode: Mode, library: &Path) -> String {
-    let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
-    // SAFETY: our own g++-built library; it stays loaded.
-    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    assert!(!handle.is_null(), "dlopen {}", library.display());
-    let thrower = dl_symbol(handle, c"bench_thrower");
-    // SAFETY: `bench_ns` of bench-throw.cpp has this signature.
-    let bench_ns =
-        unsafe { std::mem::transmute::<*const u8, BenchNs>(dl_symbol(handle, c"bench_ns")) };
+    let gxx = GxxHalf::load(library);
+    let thrower = gxx.thrower;
+    let throws = mode.iterations(2_000) as i64;
+    // Best of 4, the first a warm-up: the unwinder sorts new tables lazily.
+    let throw_ns = |catch: Entry| {
+        // SAFETY: `catch` is a `clif_catch` of bench-throw.clif, which
+        // catches the int `bench_thrower` throws 10 frames down.
+        unsafe { gxx.best_ns(Some(catch), None, 10, throws, 4) }
+    };
 
     let text =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("cxx/bench-throw.clif"))
@@ -78,7 +63,6 @@ fn measure(mode: Mode, library: &Path) -> String {
         Mode::Full => &[1, 100, 10_000],
         Mode::Smoke => &[1, 10, 100],
     };
-    let throws = mode.iterations(2_000) as i64;
     let mut modules: Vec<Registered> = Vec::new();
     let mut register_time = Duration::ZERO;
     let mut out = String::new();
@@ -116,20 +100,10 @@ fn measure(mode: Mode, library: &Path) -> String {
             });
         }
         let added = (modules.len() - before).max(1);
-        let throw_ns = |registered: &Registered| {
-            // A warm-up round first: the unwinder sorts new tables lazily.
-            (0..4)
-                .map(|_| {
-                    // SAFETY: bench_ns calls `catch`, which catches the int
-                    // `bench_thrower` throws 10 frames down.
-                    unsafe { bench_ns(Some(registered.catch), None, 9, throws) }
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
         let step = Step {
             modules: count,
-            throw_first_ns: throw_ns(&modules[0]),
-            throw_last_ns: throw_ns(modules.last().unwrap()),
+            throw_first_ns: throw_ns(modules[0].catch),
+            throw_last_ns: throw_ns(modules.last().unwrap().catch),
             register_us: register_time.as_secs_f64() * 1e6 / added as f64,
         };
         register_time = Duration::ZERO;
@@ -177,14 +151,6 @@ fn measure(mode: Mode, library: &Path) -> String {
         let id = defined.iter().find(|f| f.name == name).unwrap().id;
         // SAFETY: a finalized `(i64) -> i64 system_v` function of `module`.
         unsafe { std::mem::transmute::<*const u8, Entry>(module.get_finalized_function(id)) }
-    };
-    let throw_ns = |catch: Entry| {
-        (0..4)
-            .map(|_| {
-                // SAFETY: as above.
-                unsafe { bench_ns(Some(catch), None, 9, throws) }
-            })
-            .fold(f64::INFINITY, f64::min)
     };
     out += &format!(
         "batched\t{copies}\t{:.1}\t{:.1}\t{register_us:.2}\n",
@@ -242,70 +208,62 @@ pub fn worker(mode: Mode) {
     print!("{}", measure(mode, Path::new(&library)));
 }
 
-fn step_rows(rows: &mut Vec<Row>, unwinder: &str, text: &str) {
-    let mut first_throw = None;
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        if let ["batched", functions, first, last, register] = fields[..] {
-            let (first, last): (f64, f64) = (first.parse().unwrap(), last.parse().unwrap());
-            let base = first_throw.expect("the 1-module step comes first");
-            rows.push(
-                Row::new(
-                    PART,
-                    format!("{unwinder}: {functions} copies in 1 module, register once"),
-                )
-                .values(format!("{register} µs"), ""),
-            );
-            for (which, ns) in [("first", first), ("last", last)] {
-                rows.push(
-                    Row::new(
-                        PART,
-                        format!(
-                            "{unwinder}: {functions} copies in 1 module, throw through the {which}"
-                        ),
-                    )
-                    .values(
-                        format!("{:.2} µs", ns / 1e3),
-                        format!("1 module {:.2} µs", base / 1e3),
-                    )
-                    .ratio(ns, base)
-                    .target(1.5),
-                );
-            }
-            continue;
-        }
-        if let ["deregister", us] = fields[..] {
-            rows.push(
-                Row::new(PART, format!("{unwinder}: deregister, per module"))
-                    .values(format!("{us} µs"), ""),
-            );
-            continue;
-        }
-        let [modules, first, last, register] = fields[..] else {
-            panic!("not a registration line: {line:?}")
-        };
-        let (first, last): (f64, f64) = (first.parse().unwrap(), last.parse().unwrap());
-        let base = *first_throw.get_or_insert(first);
+/// The rows of one registration step: registering `what`, and a throw
+/// through its first and last module against `base` (one module alone).
+fn push_step(
+    rows: &mut Vec<Row>,
+    what: &str,
+    register: &str,
+    register_how: &str,
+    throws: [f64; 2],
+    base: f64,
+) {
+    rows.push(
+        Row::new(PART, format!("{what}, {register_how}")).values(format!("{register} µs"), ""),
+    );
+    for (which, ns) in ["first", "last"].into_iter().zip(throws) {
         rows.push(
-            Row::new(
-                PART,
-                format!("{unwinder}: {modules} module(s), register per module"),
-            )
-            .values(format!("{register} µs"), ""),
-        );
-        for (which, ns) in [("first", first), ("last", last)] {
-            rows.push(
-                Row::new(
-                    PART,
-                    format!("{unwinder}: {modules} module(s), throw through the {which}"),
-                )
+            Row::new(PART, format!("{what}, throw through the {which}"))
                 .values(
                     format!("{:.2} µs", ns / 1e3),
                     format!("1 module {:.2} µs", base / 1e3),
                 )
                 .ratio(ns, base)
                 .target(1.5),
-            );
+        );
+    }
+}
+
+fn step_rows(rows: &mut Vec<Row>, unwinder: &str, text: &str) {
+    let mut first_throw = None;
+    let parse =
+        |first: &str, last: &str| -> [f64; 2] { [first.parse().unwrap(), last.parse().unwrap()] };
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        match fields[..] {
+            ["batched", functions, first, last, register] => {
+                let base = first_throw.expect("the 1-module step comes first");
+                let what = format!("{unwinder}: {functions} copies in 1 module");
+                push_step(
+                    rows,
+                    &what,
+                    register,
+                    "register once",
+                    parse(first, last),
+                    base,
+                );
+            }
+            ["deregister", us] => rows.push(
+                Row::new(PART, format!("{unwinder}: deregister, per module"))
+                    .values(format!("{us} µs"), ""),
+            ),
+            [modules, first, last, register] => {
+                let throws = parse(first, last);
+                let base = *first_throw.get_or_insert(throws[0]);
+                let what = format!("{unwinder}: {modules} module(s)");
+                push_step(rows, &what, register, "register per module", throws, base);
+            }
+            _ => panic!("not a registration line: {line:?}"),
         }
     }
 }

@@ -96,50 +96,81 @@ fn linked(mode: Mode) -> Figures {
     parse_figures(&String::from_utf8(out.stdout).unwrap())
 }
 
-type BenchNs = unsafe extern "C" fn(
-    Option<unsafe extern "C" fn(i64) -> i64>,
-    Option<unsafe extern "C" fn(i64) -> i64>,
-    i64,
-    i64,
-) -> f64;
+/// A function of the shape `(i64) -> i64` (JIT or g++-built).
+pub type Entry = unsafe extern "C" fn(i64) -> i64;
+
+type BenchNs = unsafe extern "C" fn(Option<Entry>, Option<Entry>, i64, i64) -> f64;
+
+/// The g++ half, loaded into this process.
+pub struct GxxHalf {
+    /// `bench_thrower`, for the JIT's symbol table.
+    pub thrower: *const u8,
+    bench_ns: BenchNs,
+    gxx_catch: Entry,
+}
+
+impl GxxHalf {
+    /// Load the library of [`gxx_library`] (it stays loaded).
+    pub fn load(library: &Path) -> Self {
+        let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
+        // SAFETY: loading our own g++-built library runs no constructors of
+        // note; it stays loaded for the life of the process.
+        let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
+        assert!(!handle.is_null(), "dlopen {}", library.display());
+        let symbol = |name: &std::ffi::CStr| {
+            // SAFETY: dlsym on a live handle with a NUL-terminated name.
+            let ptr = unsafe { libc::dlsym(handle, name.as_ptr()) };
+            assert!(!ptr.is_null(), "{name:?} missing from the library");
+            ptr as *const u8
+        };
+        // SAFETY: these are the library's `extern "C"` functions of
+        // bench-throw.cpp, with these signatures.
+        unsafe {
+            Self {
+                thrower: symbol(c"bench_thrower"),
+                bench_ns: std::mem::transmute::<*const u8, BenchNs>(symbol(c"bench_ns")),
+                gxx_catch: std::mem::transmute::<*const u8, Entry>(symbol(c"gxx_catch")),
+            }
+        }
+    }
+
+    /// Nanoseconds per call, best of `rounds`: `catcher(frames - 1)`, or a
+    /// C++ frame catching what `rec(frames - 1)` throws.
+    ///
+    /// # Safety
+    ///
+    /// `catcher` / `rec` must have the shapes of `clif_catch` / `clif_rec`
+    /// in bench-throw.clif: the int `bench_thrower` throws is caught
+    /// (`bench_ns` aborts the process otherwise).
+    pub unsafe fn best_ns(
+        &self,
+        catcher: Option<Entry>,
+        rec: Option<Entry>,
+        frames: i64,
+        n: i64,
+        rounds: usize,
+    ) -> f64 {
+        (0..rounds)
+            // SAFETY: forwarded from the caller.
+            .map(|_| unsafe { (self.bench_ns)(catcher, rec, frames - 1, n) })
+            .fold(f64::INFINITY, f64::min)
+    }
+}
 
 /// (b) and (c): the C++ half loaded into this process, the Cranelift half
 /// JIT-compiled and registered with whichever unwinder the process has.
 /// Prints figure lines.
 fn jit_figures(mode: Mode, library: &Path) -> String {
-    let path = std::ffi::CString::new(library.to_str().unwrap()).unwrap();
-    // SAFETY: loading our own g++-built library runs no constructors of
-    // note; it stays loaded for the life of the process.
-    let handle = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL) };
-    assert!(!handle.is_null(), "dlopen {}", library.display());
-    let symbol = |name: &std::ffi::CStr| {
-        // SAFETY: dlsym on a live handle with a NUL-terminated name.
-        let ptr = unsafe { libc::dlsym(handle, name.as_ptr()) };
-        assert!(!ptr.is_null(), "{name:?} missing from the library");
-        ptr as *const u8
-    };
-    let thrower = symbol(c"bench_thrower");
-    // SAFETY: these are the library's `extern "C"` functions of bench-throw.cpp.
-    let (bench_ns, gxx_catch): (BenchNs, unsafe extern "C" fn(i64) -> i64) = unsafe {
-        (
-            std::mem::transmute::<*const u8, BenchNs>(symbol(c"bench_ns")),
-            std::mem::transmute::<*const u8, unsafe extern "C" fn(i64) -> i64>(symbol(
-                c"gxx_catch",
-            )),
-        )
-    };
+    let gxx = GxxHalf::load(library);
+    let thrower = gxx.thrower;
     let jit = clif_eh::module::jit_file(&clif_file(), &[("bench_thrower", thrower)])
         .expect("bench-throw.clif JIT-compiles and registers");
     // SAFETY: both are finalized `(i64) -> i64 system_v` functions of the
     // module, which outlives every call below.
     let (clif_catch, clif_rec) = unsafe {
         (
-            std::mem::transmute::<*const u8, unsafe extern "C" fn(i64) -> i64>(
-                jit.function_ptr("clif_catch").unwrap(),
-            ),
-            std::mem::transmute::<*const u8, unsafe extern "C" fn(i64) -> i64>(
-                jit.function_ptr("clif_rec").unwrap(),
-            ),
+            std::mem::transmute::<*const u8, Entry>(jit.function_ptr("clif_catch").unwrap()),
+            std::mem::transmute::<*const u8, Entry>(jit.function_ptr("clif_rec").unwrap()),
         )
     };
     let mut out = String::new();
@@ -151,16 +182,15 @@ fn jit_figures(mode: Mode, library: &Path) -> String {
             iterations
         };
         for _ in 0..3 {
-            // SAFETY: bench_ns calls the given functions, which throw an
-            // int that it (or cxx_catch) catches; it aborts otherwise.
-            let (gxx, clif, clif_in_cxx) = unsafe {
+            // SAFETY: all three have the shapes of bench-throw.clif's.
+            let (gxx_ns, clif, clif_in_cxx) = unsafe {
                 (
-                    bench_ns(Some(gxx_catch), None, frames - 1, n),
-                    bench_ns(Some(clif_catch), None, frames - 1, n),
-                    bench_ns(None, Some(clif_rec), frames - 1, n),
+                    gxx.best_ns(Some(gxx.gxx_catch), None, frames, n, 1),
+                    gxx.best_ns(Some(clif_catch), None, frames, n, 1),
+                    gxx.best_ns(None, Some(clif_rec), frames, n, 1),
                 )
             };
-            out += &format!("{frames}\tgxx\t{gxx:.1}\n{frames}\tclif\t{clif:.1}\n");
+            out += &format!("{frames}\tgxx\t{gxx_ns:.1}\n{frames}\tclif\t{clif:.1}\n");
             out += &format!("{frames}\tclif-in-cxx\t{clif_in_cxx:.1}\n");
         }
     }
