@@ -102,15 +102,14 @@ impl VmBuiltins {
         self.offsets[ALL.iter().position(|b| *b == builtin).unwrap_or(0)]
     }
 
-    /// Call `builtin` from the current block: load its address from
-    /// `vmctx`, then `call_indirect`. Returns the call's results.
-    pub fn call(
+    /// Load `builtin`'s address from `vmctx` at the current point; returns
+    /// its imported signature and the address, for a `call_indirect`.
+    pub fn callee(
         &mut self,
         builder: &mut FunctionBuilder,
         builtin: Builtin,
         vmctx: Value,
-        args: &[Value],
-    ) -> Vec<Value> {
+    ) -> (SigRef, Value) {
         let i = ALL.iter().position(|b| *b == builtin).unwrap_or(0);
         let sig = *self.sigs[i].get_or_insert_with(|| {
             builder.import_signature(builtin.signature(self.pointer, self.call_conv))
@@ -120,12 +119,33 @@ impl VmBuiltins {
         let address = builder
             .ins()
             .load(self.pointer, flags, vmctx, self.offsets[i]);
+        (sig, address)
+    }
+
+    /// The arguments of a call to `builtin`: `vmctx` first, except for
+    /// `exception_into_exnref`, which takes none.
+    pub fn arguments(builtin: Builtin, vmctx: Value, args: &[Value]) -> Vec<Value> {
         let mut all_args = Vec::with_capacity(args.len() + 1);
         if builtin != Builtin::ExceptionIntoExnref {
             all_args.push(vmctx);
         }
         all_args.extend_from_slice(args);
-        let call = builder.ins().call_indirect(sig, address, &all_args);
+        all_args
+    }
+
+    /// Call `builtin` from the current block with a plain `call_indirect`
+    /// (no handler). Returns the call's results.
+    pub fn call(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        builtin: Builtin,
+        vmctx: Value,
+        args: &[Value],
+    ) -> Vec<Value> {
+        let (sig, address) = self.callee(builder, builtin, vmctx);
+        let call = builder
+            .ins()
+            .call_indirect(sig, address, &Self::arguments(builtin, vmctx, args));
         builder.inst_results(call).to_vec()
     }
 

@@ -35,7 +35,8 @@ use crate::builtins::{Builtin, CATCH_ALL_SELECTOR, EXNREF_TYPE, TAG_TYPE, VmBuil
 use crate::policy::{WasmClause, WasmerTagPolicy};
 use core::fmt;
 use cranelift_codegen::ir::{
-    Block, BlockArg, ExceptionTag, InstBuilder, MemFlagsData, TrapCode, Type, Value,
+    Block, BlockArg, ExceptionTableData, ExceptionTableItem, ExceptionTag, FuncRef, InstBuilder,
+    MemFlagsData, SigRef, TrapCode, Type, Value,
 };
 
 /// The trap code wasmer-compiler-cranelift 7.5 uses for unreachable code
@@ -178,6 +179,12 @@ struct Scope {
     pad: Option<Block>,
 }
 
+#[derive(Clone, Copy)]
+enum Callee {
+    Direct(FuncRef),
+    Indirect(SigRef, Value),
+}
+
 /// The `try_table` state of one function being translated.
 pub struct TryTableLowering {
     scopes: Vec<Scope>,
@@ -269,6 +276,115 @@ impl TryTableLowering {
             pad
         });
         Some((scope.set_tag, pad))
+    }
+
+    /// A direct call at the current point: a `try_call` carrying the
+    /// scope's single item inside a clause-carrying `try_table`, a plain
+    /// `call` otherwise. Returns the call's results.
+    pub fn call(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        callee: FuncRef,
+        args: &[Value],
+    ) -> Vec<Value> {
+        self.emit_call(builder, Callee::Direct(callee), args)
+    }
+
+    /// An indirect call at the current point, handled as [`Self::call`].
+    pub fn call_indirect(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        sig: SigRef,
+        callee: Value,
+        args: &[Value],
+    ) -> Vec<Value> {
+        self.emit_call(builder, Callee::Indirect(sig, callee), args)
+    }
+
+    /// `throw tag` with the tag's parameters `payload`: allocate the
+    /// exception, store the payload ([`payload_layout`]) and raise it. Ends
+    /// the current block.
+    pub fn throw(&mut self, builder: &mut FunctionBuilder, tag: u32, payload: &[Value]) {
+        let vmctx = self.vmctx;
+        let tag = builder.ins().iconst(TAG_TYPE, i64::from(tag));
+        let exnref = self
+            .builtins
+            .call(builder, Builtin::AllocException, vmctx, &[tag])[0];
+        if !payload.is_empty() {
+            let buffer = self
+                .builtins
+                .call(builder, Builtin::ReadExnref, vmctx, &[exnref])[0];
+            let types: Vec<Type> = payload
+                .iter()
+                .map(|v| builder.func.dfg.value_type(*v))
+                .collect();
+            for ((offset, _), value) in payload_layout(&types).into_iter().zip(payload) {
+                builder
+                    .ins()
+                    .store(MemFlagsData::trusted(), *value, buffer, offset as i32);
+            }
+        }
+        self.throw_ref(builder, exnref);
+    }
+
+    /// `throw_ref exnref`: raise it again. Ends the current block.
+    pub fn throw_ref(&mut self, builder: &mut FunctionBuilder, exnref: Value) {
+        let vmctx = self.vmctx;
+        let (sig, address) = self.builtins.callee(builder, Builtin::Throw, vmctx);
+        let args = VmBuiltins::arguments(Builtin::Throw, vmctx, &[exnref]);
+        self.emit_call(builder, Callee::Indirect(sig, address), &args);
+        builder.ins().trap(TRAP_UNREACHABLE);
+    }
+
+    fn emit_call(
+        &mut self,
+        builder: &mut FunctionBuilder,
+        callee: Callee,
+        args: &[Value],
+    ) -> Vec<Value> {
+        let Some((tag, pad)) = self.call_handler(builder) else {
+            let call = match callee {
+                Callee::Direct(f) => builder.ins().call(f, args),
+                Callee::Indirect(sig, address) => builder.ins().call_indirect(sig, address, args),
+            };
+            return builder.inst_results(call).to_vec();
+        };
+        let sig = match callee {
+            Callee::Direct(f) => builder.func.dfg.ext_funcs[f].signature,
+            Callee::Indirect(sig, _) => sig,
+        };
+        let returns: Vec<Type> = builder.func.dfg.signatures[sig]
+            .returns
+            .iter()
+            .map(|r| r.value_type)
+            .collect();
+        // Appended to the layout by its first instruction, right after the
+        // call's block (which may itself not be in the layout yet).
+        let continuation = builder.create_block();
+        let mut results = Vec::with_capacity(returns.len());
+        let mut normal_args = Vec::with_capacity(returns.len());
+        for (index, ty) in (0u32..).zip(returns) {
+            results.push(builder.append_block_param(continuation, ty));
+            normal_args.push(BlockArg::TryCallRet(index));
+        }
+        let normal = builder.func.dfg.block_call(continuation, &normal_args);
+        let handler = builder.func.dfg.block_call(pad, &Self::pad_args());
+        let table = builder
+            .func
+            .dfg
+            .exception_tables
+            .push(ExceptionTableData::new(
+                sig,
+                normal,
+                [ExceptionTableItem::Tag(tag, handler)],
+            ));
+        match callee {
+            Callee::Direct(f) => builder.ins().try_call(f, args, table),
+            Callee::Indirect(_, address) => builder.ins().try_call_indirect(address, args, table),
+        };
+        builder.switch_to_block(continuation);
+        builder.seal_block(continuation);
+        results
     }
 
     /// The block-call arguments of a pad item: `(exn0, exn1)`.
@@ -378,20 +494,20 @@ impl TryTableLowering {
     }
 }
 
-/// The byte offsets of a tag's payload fields in the exception's
-/// `RawValue` buffer, as wasmer-compiler-cranelift 7.5 lays them out: each
-/// field aligned to its own size, in order.
+/// The byte offsets of a tag's payload fields in the exception's payload
+/// buffer: one `wasmer_types::RawValue` per field, in order, each value at
+/// the start of its slot. This is how wasmer-vm allocates the buffer
+/// (`VMExceptionObj::new_zeroed`: one `RawValue` per tag parameter) and how
+/// the `wasmer` API writes and reads it (`Exception::new`,
+/// `Exception::payload`), so host-made and Wasm-made exceptions agree.
+/// (Stock wasmer-compiler-cranelift 7.5 packs the fields instead, so a
+/// multi-field payload written by the host is misread by Wasm code and the
+/// other way round; see `docs/wasmer.md`.)
 pub fn payload_layout(payload: &[Type]) -> Vec<(u32, Type)> {
-    let mut offset = 0u32;
-    payload
-        .iter()
-        .map(|ty| {
-            let size = ty.bytes().max(1);
-            offset = offset.next_multiple_of(size);
-            let field = (offset, *ty);
-            offset += size;
-            field
-        })
+    const SLOT: u32 = core::mem::size_of::<wasmer_types::RawValue>() as u32;
+    (0u32..)
+        .zip(payload)
+        .map(|(index, ty)| (index * SLOT, *ty))
         .collect()
 }
 
@@ -401,15 +517,16 @@ mod tests {
     use cranelift_codegen::ir::types;
 
     #[test]
-    fn payload_fields_are_naturally_aligned_in_order() {
+    fn payload_fields_take_one_raw_value_each() {
+        assert_eq!(core::mem::size_of::<wasmer_types::RawValue>(), 16);
         assert_eq!(
-            payload_layout(&[types::I32, types::I64, types::F32, types::I8, types::F64]),
+            payload_layout(&[types::I32, types::I64, types::F32, types::I8X16, types::F64]),
             [
                 (0, types::I32),
-                (8, types::I64),
-                (16, types::F32),
-                (20, types::I8),
-                (24, types::F64)
+                (16, types::I64),
+                (32, types::F32),
+                (48, types::I8X16),
+                (64, types::F64)
             ]
         );
         assert!(payload_layout(&[]).is_empty());

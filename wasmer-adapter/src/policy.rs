@@ -106,6 +106,12 @@ impl WasmerTagPolicy {
         &self.policy
     }
 
+    /// The generic policy, for legalization (which may intern the clause
+    /// lists of forwarding pads).
+    pub fn policy_mut(&mut self) -> &mut ClausePolicy {
+        &mut self.policy
+    }
+
     /// The tag data section's contents: one `u32` per caught tag.
     pub fn tag_data(&self) -> &[u32] {
         &self.tag_slots

@@ -446,8 +446,8 @@ fn one_scope_catch_catch_ref_and_catch_all_ref() {
     let entry = h.entry(f);
     let (jit, mut vmctx) = h.finish();
 
-    // Tag 3 with payload (i32 7, i64 100): fields at 0 and 8.
-    let p = payload(&[(0, &7i32.to_le_bytes()), (8, &100i64.to_le_bytes())]);
+    // Tag 3 with payload (i32 7, i64 100): one 16-byte RawValue slot each.
+    let p = payload(&[(0, &7i32.to_le_bytes()), (16, &100i64.to_le_bytes())]);
     let (r, stage2, _) = run(&jit, &mut vmctx, entry, 3 + 1, &p);
     assert_eq!(r, 1_000_000 + 107 * 1000);
     assert_eq!(

@@ -1,0 +1,41 @@
+//! Wasmer 7.5's Cranelift backend, stock or with the `generic-lsda` feature,
+//! as one library built twice: by the `stock` workspace (the released
+//! crates) and by the `generic-lsda` workspace (the released
+//! `wasmer-compiler-cranelift` with `generic-lsda.patch`, feature on).
+//!
+//! [`BACKEND`] says which one this build is; [`engine`] makes an engine
+//! with the exception-handling proposal on; [`wast`] runs `.wast` files.
+
+pub mod wast;
+
+use wasmer::{Engine, sys};
+
+/// Which Cranelift backend this build links.
+pub const BACKEND: &str = if cfg!(feature = "generic-lsda") {
+    "generic-lsda"
+} else {
+    "stock"
+};
+
+/// An engine on this build's Cranelift backend, with exceptions on.
+///
+/// For debugging: `WASMER_EH_VERIFY=1` runs Cranelift's verifier on every
+/// function; `WASMER_EH_DUMP=<dir>` writes each function's IR there.
+pub fn engine() -> Engine {
+    use sys::CompilerConfig;
+    let mut features = sys::Features::default();
+    features.exceptions(true);
+    let mut cranelift = sys::Cranelift::default();
+    if std::env::var_os("WASMER_EH_VERIFY").is_some() {
+        cranelift.enable_verifier();
+    }
+    if let Some(dir) = std::env::var_os("WASMER_EH_DUMP") {
+        let callbacks = wasmer_compiler_cranelift::CraneliftCallbacks::new(dir.into())
+            .expect("WASMER_EH_DUMP names a directory that can be created");
+        cranelift.callbacks(Some(callbacks));
+    }
+    sys::EngineBuilder::new(cranelift)
+        .set_features(Some(features))
+        .engine()
+        .into()
+}
