@@ -1,1 +1,425 @@
+//! WebAssembly exception handling through the `wasmer` 7.5 API, on the
+//! backend this build links (`wasmer_eh_runner::BACKEND`). The same tests
+//! run on stock Wasmer 7.5 and with `generic-lsda`; where stock behaves
+//! differently the test says what stock does, as observed on stock here.
 
+use wasmer::{
+    Exception, ExternRef, Function, FunctionEnv, FunctionEnvMut, FunctionType, Imports, Instance,
+    Module, RuntimeError, Store, Tag, Type, Value, imports,
+};
+use wasmer_eh_runner::engine;
+
+const GENERIC_LSDA: bool = cfg!(feature = "generic-lsda");
+
+fn instantiate(store: &mut Store, wat: &str, imports: &Imports) -> Instance {
+    let module = Module::new(store, wat).expect("the module compiles");
+    Instance::new(store, &module, imports).expect("the module links")
+}
+
+fn call(store: &mut Store, instance: &Instance, name: &str, args: &[Value]) -> Vec<Value> {
+    let f = instance.exports.get_function(name).expect("exported");
+    f.call(store, args)
+        .unwrap_or_else(|e| panic!("{name} failed: {e}"))
+        .into_vec()
+}
+
+/// Every value type as a payload, wasm to wasm, bit-exact (NaN payloads,
+/// all v128 lanes, references by identity).
+#[test]
+fn payloads_of_every_value_type_are_bit_exact() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (tag $t (param i32 i64 f32 f64 v128 funcref externref exnref))
+      (tag $inner)
+      (func $f (export "f"))
+      (func $throw (param i32 i64 f32 f64 v128 funcref externref exnref)
+        (throw $t (local.get 0) (local.get 1) (local.get 2) (local.get 3)
+                  (local.get 4) (local.get 5) (local.get 6) (local.get 7)))
+      (func $an_exnref (result exnref)
+        (block $h (result exnref)
+          (try_table (catch_all_ref $h) (throw $inner))
+          (unreachable)))
+      (func (export "roundtrip") (param i32 i64 f32 f64 v128 externref)
+          (result i32 i64 f32 f64 v128 funcref externref i32)
+        (local $exn exnref)
+        (block $h (result i32 i64 f32 f64 v128 funcref externref exnref)
+          (try_table (catch $t $h)
+            (call $throw (local.get 0) (local.get 1) (local.get 2) (local.get 3)
+                         (local.get 4) (ref.func $f) (local.get 5) (call $an_exnref)))
+          (unreachable))
+        ;; The exnref payload is not null.
+        (local.set $exn)
+        (ref.is_null (local.get $exn))))"#;
+    let instance = instantiate(&mut store, wat, &imports! {});
+    let marker = ExternRef::new(&mut store, 0xfeed_u32);
+    let f32_nan = f32::from_bits(0x7fa0_0001);
+    let f64_nan = f64::from_bits(0x7ff4_0000_0000_0001);
+    let v128 = 0x0f0e_0d0c_0b0a_0908_0706_0504_0302_0100_u128;
+    let out = call(
+        &mut store,
+        &instance,
+        "roundtrip",
+        &[
+            Value::I32(-7),
+            Value::I64(i64::MIN + 3),
+            Value::F32(f32_nan),
+            Value::F64(f64_nan),
+            Value::V128(v128),
+            Value::ExternRef(Some(marker.clone())),
+        ],
+    );
+    assert_eq!(out[0].unwrap_i32(), -7);
+    assert_eq!(out[1].unwrap_i64(), i64::MIN + 3);
+    assert_eq!(out[2].unwrap_f32().to_bits(), 0x7fa0_0001);
+    assert_eq!(out[3].unwrap_f64().to_bits(), 0x7ff4_0000_0000_0001);
+    assert_eq!(out[4].unwrap_v128(), v128);
+    let Value::FuncRef(Some(func)) = &out[5] else {
+        panic!("funcref payload: {:?}", out[5])
+    };
+    let f = instance.exports.get_function("f").unwrap();
+    assert_eq!(func.ty(&store), f.ty(&store));
+    let Value::ExternRef(Some(back)) = &out[6] else {
+        panic!("externref payload: {:?}", out[6])
+    };
+    assert_eq!(back.downcast::<u32>(&store), Some(&0xfeed));
+    assert_eq!(out[7].unwrap_i32(), 0, "the exnref payload survived");
+}
+
+/// `catch_ref` then `throw_ref` rethrows the same exception: the host sees
+/// the very exception it created, payload included.
+#[test]
+fn catch_ref_and_throw_ref_keep_identity() {
+    let mut store = Store::new(engine());
+    let tag = Tag::new(&mut store, [Type::I32]);
+    let exception = Exception::new(&mut store, &tag, &[Value::I32(41)]);
+    let env = FunctionEnv::new(&mut store, exception.clone());
+    let raise = Function::new_typed_with_env(
+        &mut store,
+        &env,
+        |env: FunctionEnvMut<Exception>| -> Result<(), RuntimeError> {
+            Err(RuntimeError::exception(&env, env.data().clone()))
+        },
+    );
+    let wat = r#"(module
+      (import "host" "tag" (tag $t (param i32)))
+      (import "host" "raise" (func $raise))
+      (func (export "rethrow_twice")
+        (block $h (result i32 exnref)
+          (try_table (catch_ref $t $h) (call $raise))
+          (unreachable))
+        (block $h2 (param i32 exnref) (result i32 exnref)
+          (try_table (param i32 exnref) (catch_ref $t $h2) (throw_ref))
+          (unreachable))
+        (throw_ref)
+        (drop)))"#;
+    let imports = imports! { "host" => { "tag" => tag.clone(), "raise" => raise } };
+    let instance = instantiate(&mut store, wat, &imports);
+    let f = instance.exports.get_function("rethrow_twice").unwrap();
+    let err = f.call(&mut store, &[]).expect_err("the exception escapes");
+    let caught = err.to_exception().expect("an exception, not a trap");
+    assert_eq!(caught, exception, "the same exception object");
+    assert_eq!(caught.payload(&mut store), [Value::I32(41)]);
+}
+
+/// An exception crosses 50 Wasm frames to the handler.
+#[test]
+fn crosses_fifty_wasm_frames() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (tag $t (param i32))
+      (func $down (param i32)
+        (if (i32.eqz (local.get 0)) (then (throw $t (i32.const 50))))
+        (call $down (i32.sub (local.get 0) (i32.const 1))))
+      (func (export "run") (result i32)
+        (block $h (result i32)
+          (try_table (catch $t $h) (call $down (i32.const 49)))
+          (i32.const -1))))"#;
+    let instance = instantiate(&mut store, wat, &imports! {});
+    assert_eq!(call(&mut store, &instance, "run", &[]), [Value::I32(50)]);
+}
+
+/// Wasm → host → Wasm: the inner Wasm's exception crosses the host
+/// function's frames and is caught by the outer Wasm.
+#[test]
+fn crosses_an_imported_host_function() {
+    let mut store = Store::new(engine());
+    let thrower = instantiate(
+        &mut store,
+        r#"(module (tag $t (export "t") (param i64))
+             (func (export "throw") (param i64) (throw $t (local.get 0))))"#,
+        &imports! {},
+    );
+    let throw = thrower.exports.get_function("throw").unwrap().clone();
+    let tag = thrower.exports.get_extern("t").unwrap().clone();
+    let env = FunctionEnv::new(&mut store, throw);
+    let host = Function::new_typed_with_env(
+        &mut store,
+        &env,
+        |mut env: FunctionEnvMut<Function>, x: i64| -> Result<(), RuntimeError> {
+            let throw = env.data().clone();
+            throw.call(&mut env, &[Value::I64(x * 2)]).map(|_| ())
+        },
+    );
+    let wat = r#"(module
+      (import "m" "t" (tag $t (param i64)))
+      (import "m" "host" (func $host (param i64)))
+      (func (export "run") (param i64) (result i64)
+        (block $h (result i64)
+          (try_table (catch $t $h) (call $host (local.get 0)))
+          (i64.const -1))))"#;
+    let imports = imports! { "m" => { "t" => tag, "host" => host } };
+    let instance = instantiate(&mut store, wat, &imports);
+    assert_eq!(
+        call(&mut store, &instance, "run", &[Value::I64(21)]),
+        [Value::I64(42)]
+    );
+}
+
+/// A host function made with `Function::new_with_env` (a dynamic function:
+/// its trampoline is compiled by Cranelift) raises an exception. With
+/// `generic-lsda` the trampoline has CFI and Wasm catches it, `catch_all`
+/// included; stock publishes no unwind info for that trampoline and the
+/// exception escapes to the host.
+#[test]
+fn dynamic_host_function_exception_is_caught() {
+    let mut store = Store::new(engine());
+    let tag = Tag::new(&mut store, [Type::I32]);
+    let env = FunctionEnv::new(&mut store, tag.clone());
+    let host = Function::new_with_env(
+        &mut store,
+        &env,
+        FunctionType::new(vec![Type::I32], vec![]),
+        |mut env: FunctionEnvMut<Tag>, args: &[Value]| {
+            let tag = env.data().clone();
+            let exception = Exception::new(&mut env, &tag, &[args[0].clone()]);
+            Err(RuntimeError::exception(&env, exception))
+        },
+    );
+    let wat = r#"(module
+      (import "host" "tag" (tag $t (param i32)))
+      (import "host" "raise" (func $raise (param i32)))
+      (func (export "catch") (param i32) (result i32)
+        (block $h (result i32)
+          (try_table (catch $t $h) (call $raise (local.get 0)))
+          (i32.const -1)))
+      (func (export "catch_all") (param i32) (result i32)
+        (block $h
+          (try_table (catch_all $h) (call $raise (local.get 0)))
+          (return (i32.const -1)))
+        (i32.const 1)))"#;
+    let imports = imports! { "host" => { "tag" => tag, "raise" => host } };
+    let instance = instantiate(&mut store, wat, &imports);
+    for (name, expected) in [("catch", 9), ("catch_all", 1)] {
+        let f = instance.exports.get_function(name).unwrap();
+        let result = f.call(&mut store, &[Value::I32(9)]);
+        if GENERIC_LSDA {
+            assert_eq!(result.unwrap().into_vec(), [Value::I32(expected)], "{name}");
+        } else {
+            let err = result.expect_err("stock: the exception is not caught");
+            assert!(err.is_exception(), "stock: it reaches the host as an exception");
+        }
+    }
+}
+
+/// A host-made exception with several fields, caught by Wasm. Both the
+/// host API and wasmer-vm lay the payload out one `RawValue` per field;
+/// `generic-lsda` reads it so. Stock packs the fields, so it reads the
+/// second field from the wrong offset (observed on stock: 0).
+#[test]
+fn host_made_multi_field_payload_is_read_correctly() {
+    let mut store = Store::new(engine());
+    let tag = Tag::new(&mut store, [Type::I32, Type::I64]);
+    let env = FunctionEnv::new(&mut store, tag.clone());
+    let raise = Function::new_typed_with_env(
+        &mut store,
+        &env,
+        |mut env: FunctionEnvMut<Tag>| -> Result<(), RuntimeError> {
+            let tag = env.data().clone();
+            let exception =
+                Exception::new(&mut env, &tag, &[Value::I32(7), Value::I64(1 << 40)]);
+            Err(RuntimeError::exception(&env, exception))
+        },
+    );
+    let wat = r#"(module
+      (import "host" "tag" (tag $t (param i32 i64)))
+      (import "host" "raise" (func $raise))
+      (func (export "run") (result i32 i64)
+        (block $h (result i32 i64)
+          (try_table (catch $t $h) (call $raise))
+          (unreachable))))"#;
+    let imports = imports! { "host" => { "tag" => tag, "raise" => raise } };
+    let instance = instantiate(&mut store, wat, &imports);
+    let out = call(&mut store, &instance, "run", &[]);
+    assert_eq!(out[0], Value::I32(7));
+    if GENERIC_LSDA {
+        assert_eq!(out[1], Value::I64(1 << 40));
+    } else {
+        assert_ne!(out[1], Value::I64(1 << 40), "stock misreads the second field");
+    }
+}
+
+/// An exception no Wasm handler catches reaches the host as an error that
+/// carries the exception and its payload (a Wasm-made multi-field payload:
+/// stock's field offsets disagree with the host API's, observed on stock).
+#[test]
+fn uncaught_exception_reaches_the_host() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (tag $t (export "t") (param i32 f64))
+      (tag $other)
+      (func (export "run")
+        (block $h
+          (try_table (catch $other $h) (throw $t (i32.const 3) (f64.const 2.5))))))"#;
+    let instance = instantiate(&mut store, wat, &imports! {});
+    let f = instance.exports.get_function("run").unwrap();
+    let err = f.call(&mut store, &[]).expect_err("not caught");
+    assert!(err.is_exception());
+    let exception = err.to_exception().unwrap();
+    let Some(wasmer::Extern::Tag(tag)) = instance.exports.get_extern("t") else {
+        panic!("tag export")
+    };
+    assert_eq!(exception.tag(&store), *tag);
+    let payload = exception.payload(&mut store);
+    if GENERIC_LSDA {
+        assert_eq!(payload, [Value::I32(3), Value::F64(2.5)]);
+    } else {
+        // Stock packs the fields (the f64 at byte 8) while the host reads
+        // one `RawValue` per field (the f64 at byte 16).
+        assert_eq!(payload, [Value::I32(3), Value::F64(0.0)], "stock misreads it");
+    }
+}
+
+/// Two instances of one module have distinct tags: one instance's tag is
+/// not caught by the other's `catch` (stage 2 resolves tags per instance),
+/// while an imported tag is the exporter's.
+#[test]
+fn several_instances_and_imported_tags() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (import "env" "shared" (tag $shared (param i32)))
+      (tag $own (export "own") (param i32))
+      (import "env" "call" (func $call (param funcref) (result i32)))
+      (func $throw_own (export "throw_own") (param i32) (throw $own (local.get 0)))
+      (func $throw_shared (export "throw_shared") (param i32) (throw $shared (local.get 0)))
+      (func (export "catch_own") (param funcref) (result i32)
+        (block $h (result i32)
+          (try_table (catch $own $h) (drop (call $call (local.get 0))))
+          (i32.const -1)))
+      (func (export "catch_shared") (param funcref) (result i32)
+        (block $h (result i32)
+          (try_table (catch $shared $h) (drop (call $call (local.get 0))))
+          (i32.const -1))))"#;
+    let shared = Tag::new(&mut store, [Type::I32]);
+    // `call` invokes the given funcref with 5.
+    let env = FunctionEnv::new(&mut store, ());
+    let call_ref = Function::new_typed_with_env(
+        &mut store,
+        &env,
+        |mut env: FunctionEnvMut<()>, f: Option<Function>| -> Result<i32, RuntimeError> {
+            let f = f.expect("a function");
+            f.call(&mut env, &[Value::I32(5)])?;
+            Ok(0)
+        },
+    );
+    let imports = imports! { "env" => { "shared" => shared, "call" => call_ref } };
+    let a = instantiate(&mut store, wat, &imports);
+    let b = instantiate(&mut store, wat, &imports);
+    let fref = |i: &Instance, name: &str| {
+        Value::FuncRef(Some(i.exports.get_function(name).unwrap().clone()))
+    };
+    // A catches its own tag...
+    let own_a = fref(&a, "throw_own");
+    assert_eq!(call(&mut store, &a, "catch_own", &[own_a.clone()]), [Value::I32(5)]);
+    // ...but not B's, which has the same index in the same module.
+    let own_b = fref(&b, "throw_own");
+    let err = a
+        .exports
+        .get_function("catch_own")
+        .unwrap()
+        .call(&mut store, &[own_b])
+        .expect_err("B's tag is not A's");
+    assert!(err.is_exception());
+    // The imported tag is one tag in both.
+    let shared_b = fref(&b, "throw_shared");
+    assert_eq!(call(&mut store, &a, "catch_shared", &[shared_b]), [Value::I32(5)]);
+}
+
+/// Four threads throw and catch at once, each in its own store.
+#[test]
+fn four_threads_each_in_its_own_store() {
+    let wat = r#"(module
+      (tag $t (param i32))
+      (func $throw (param i32) (throw $t (local.get 0)))
+      (func (export "run") (param i32) (result i32)
+        (local $i i32) (local $sum i32)
+        (loop $l
+          (block $h (result i32)
+            (try_table (catch $t $h) (call $throw (local.get $i)))
+            (i32.const 0))
+          (local.set $sum (i32.add (local.get $sum)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get 0))))
+        (local.get $sum)))"#;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut store = Store::new(engine());
+                let instance = instantiate(&mut store, wat, &imports! {});
+                call(&mut store, &instance, "run", &[Value::I32(1000)])
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), [Value::I32(999 * 1000 / 2)]);
+    }
+}
+
+/// A `try_table` whose clauses do not match lets the exception go on to
+/// the enclosing handler in the calling function.
+#[test]
+fn unmatched_try_table_passes_to_the_caller() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (tag $a (param i32))
+      (tag $b (param i32))
+      (func $throw_b (param i32) (throw $b (local.get 0)))
+      (func $middle (param i32) (result i32)
+        (block $h (result i32)
+          (try_table (catch $a $h) (call $throw_b (local.get 0)))
+          (i32.const -1)))
+      (func (export "run") (param i32) (result i32)
+        (block $h (result i32)
+          (try_table (catch $b $h) (drop (call $middle (local.get 0))))
+          (i32.const -2))))"#;
+    let instance = instantiate(&mut store, wat, &imports! {});
+    assert_eq!(
+        call(&mut store, &instance, "run", &[Value::I32(77)]),
+        [Value::I32(77)]
+    );
+}
+
+/// A module serialized with `Module::serialize` and loaded into a fresh
+/// engine with `Module::deserialize` still catches.
+#[test]
+fn serialized_module_still_catches() {
+    let wat = r#"(module
+      (tag $t (param i32))
+      (func $throw (param i32) (throw $t (local.get 0)))
+      (func (export "run") (param i32) (result i32)
+        (block $h (result i32)
+          (try_table (catch $t $h) (call $throw (local.get 0)))
+          (i32.const -1))))"#;
+    let bytes = {
+        let store = Store::new(engine());
+        Module::new(&store, wat).unwrap().serialize().unwrap()
+    };
+    let mut store = Store::new(engine());
+    // SAFETY: the bytes were produced just above by `Module::serialize` of
+    // this very build, which is what `deserialize` requires.
+    let module = unsafe { Module::deserialize(&store, bytes) }.expect("loads");
+    let instance = Instance::new(&mut store, &module, &imports! {}).unwrap();
+    assert_eq!(
+        call(&mut store, &instance, "run", &[Value::I32(12)]),
+        [Value::I32(12)]
+    );
+}
