@@ -143,9 +143,10 @@ impl VmBuiltins {
         args: &[Value],
     ) -> Vec<Value> {
         let (sig, address) = self.callee(builder, builtin, vmctx);
-        let call = builder
-            .ins()
-            .call_indirect(sig, address, &Self::arguments(builtin, vmctx, args));
+        let call =
+            builder
+                .ins()
+                .call_indirect(sig, address, &Self::arguments(builtin, vmctx, args));
         builder.inst_results(call).to_vec()
     }
 

@@ -69,7 +69,8 @@ impl std::error::Error for WastError {}
 pub fn run_file(path: &Path) -> Result<FileReport, WastError> {
     let text = std::fs::read_to_string(path).map_err(WastError::Read)?;
     let buffer = ParseBuffer::new(&text).map_err(|e| WastError::Parse(located(e, path, &text)))?;
-    let wast = parser::parse::<Wast>(&buffer).map_err(|e| WastError::Parse(located(e, path, &text)))?;
+    let wast =
+        parser::parse::<Wast>(&buffer).map_err(|e| WastError::Parse(located(e, path, &text)))?;
     let mut runner = Runner::new();
     let mut report = FileReport::default();
     for directive in wast.directives {
@@ -444,13 +445,14 @@ pub fn missing_feature(bytes: &[u8]) -> Option<String> {
                         if !sub.is_final || sub.supertype_idx.is_some() {
                             return Some("GC subtyping (not in stock Wasmer 7.5 Cranelift)".into());
                         }
-                        if let wasmparser::CompositeInnerType::Func(f) = &sub.composite_type.inner
-                        {
+                        if let wasmparser::CompositeInnerType::Func(f) = &sub.composite_type.inner {
                             if f.params().iter().chain(f.results()).any(typed_reference) {
                                 return Some(TYPED_REFS.into());
                             }
                         } else {
-                            return Some("GC struct/array types (not in stock Wasmer 7.5 Cranelift)".into());
+                            return Some(
+                                "GC struct/array types (not in stock Wasmer 7.5 Cranelift)".into(),
+                            );
                         }
                     }
                 }
@@ -533,7 +535,10 @@ fn argument(store: &mut Store, arg: &WastArg<'_>) -> Result<Value, String> {
 
 fn compare(store: &Store, values: &[Value], expected: &[WastRet<'_>]) -> Result<(), String> {
     if values.len() != expected.len() {
-        return Err(format!("expected {} results, got {values:?}", expected.len()));
+        return Err(format!(
+            "expected {} results, got {values:?}",
+            expected.len()
+        ));
     }
     for (i, (value, expected)) in values.iter().zip(expected).enumerate() {
         let WastRet::Core(expected) = expected else {
@@ -615,7 +620,9 @@ fn v128_matches(v: u128, expected: &V128Pattern) -> bool {
 fn spectest(store: &mut Store) -> Instance {
     let mut exports = Exports::new();
     let print = |store: &mut Store, params: &[Type]| {
-        Function::new(store, FunctionType::new(params.to_vec(), vec![]), |_| Ok(vec![]))
+        Function::new(store, FunctionType::new(params.to_vec(), vec![]), |_| {
+            Ok(vec![])
+        })
     };
     for (name, params) in [
         ("print", &[][..]),

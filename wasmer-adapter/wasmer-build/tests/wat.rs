@@ -216,7 +216,10 @@ fn dynamic_host_function_exception_is_caught() {
             assert_eq!(result.unwrap().into_vec(), [Value::I32(expected)], "{name}");
         } else {
             let err = result.expect_err("stock: the exception is not caught");
-            assert!(err.is_exception(), "stock: it reaches the host as an exception");
+            assert!(
+                err.is_exception(),
+                "stock: it reaches the host as an exception"
+            );
         }
     }
 }
@@ -235,8 +238,7 @@ fn host_made_multi_field_payload_is_read_correctly() {
         &env,
         |mut env: FunctionEnvMut<Tag>| -> Result<(), RuntimeError> {
             let tag = env.data().clone();
-            let exception =
-                Exception::new(&mut env, &tag, &[Value::I32(7), Value::I64(1 << 40)]);
+            let exception = Exception::new(&mut env, &tag, &[Value::I32(7), Value::I64(1 << 40)]);
             Err(RuntimeError::exception(&env, exception))
         },
     );
@@ -254,7 +256,11 @@ fn host_made_multi_field_payload_is_read_correctly() {
     if GENERIC_LSDA {
         assert_eq!(out[1], Value::I64(1 << 40));
     } else {
-        assert_ne!(out[1], Value::I64(1 << 40), "stock misreads the second field");
+        assert_ne!(
+            out[1],
+            Value::I64(1 << 40),
+            "stock misreads the second field"
+        );
     }
 }
 
@@ -285,7 +291,11 @@ fn uncaught_exception_reaches_the_host() {
     } else {
         // Stock packs the fields (the f64 at byte 8) while the host reads
         // one `RawValue` per field (the f64 at byte 16).
-        assert_eq!(payload, [Value::I32(3), Value::F64(0.0)], "stock misreads it");
+        assert_eq!(
+            payload,
+            [Value::I32(3), Value::F64(0.0)],
+            "stock misreads it"
+        );
     }
 }
 
@@ -329,7 +339,7 @@ fn several_instances_and_imported_tags() {
     };
     // A catches its own tag...
     let own_a = fref(&a, "throw_own");
-    assert_eq!(call(&mut store, &a, "catch_own", &[own_a.clone()]), [Value::I32(5)]);
+    assert_eq!(call(&mut store, &a, "catch_own", &[own_a]), [Value::I32(5)]);
     // ...but not B's, which has the same index in the same module.
     let own_b = fref(&b, "throw_own");
     let err = a
@@ -341,7 +351,10 @@ fn several_instances_and_imported_tags() {
     assert!(err.is_exception());
     // The imported tag is one tag in both.
     let shared_b = fref(&b, "throw_shared");
-    assert_eq!(call(&mut store, &a, "catch_shared", &[shared_b]), [Value::I32(5)]);
+    assert_eq!(
+        call(&mut store, &a, "catch_shared", &[shared_b]),
+        [Value::I32(5)]
+    );
 }
 
 /// Four threads throw and catch at once, each in its own store.
@@ -421,5 +434,29 @@ fn serialized_module_still_catches() {
     assert_eq!(
         call(&mut store, &instance, "run", &[Value::I32(12)]),
         [Value::I32(12)]
+    );
+}
+
+/// The ELF artifact format (`Cranelift::experimental_artifact`) is not
+/// supported with `generic-lsda`: compiling says so instead of producing
+/// code whose exceptions would not be caught.
+#[cfg(feature = "generic-lsda")]
+#[test]
+fn elf_artifact_is_refused_with_a_clear_error() {
+    use wasmer::sys::{Cranelift, EngineBuilder, Features};
+    let mut features = Features::default();
+    features.exceptions(true);
+    let mut cranelift = Cranelift::default();
+    cranelift.experimental_artifact(true);
+    let engine: wasmer::Engine = EngineBuilder::new(cranelift)
+        .set_features(Some(features))
+        .engine()
+        .into();
+    let store = Store::new(engine);
+    let err = Module::new(&store, "(module (func (export \"f\")))").expect_err("refused");
+    assert!(
+        err.to_string()
+            .contains("generic-lsda: only in-memory artifacts"),
+        "{err}"
     );
 }

@@ -83,5 +83,9 @@ fn main() -> ExitCode {
     } else {
         println!("wast: {passed} passed, {failed} failed");
     }
-    if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }
