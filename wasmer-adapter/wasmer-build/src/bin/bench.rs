@@ -66,6 +66,7 @@ fn measure(smoke: bool) {
             "call_indirect",
             "(call_indirect (type $sig) (local.get $acc) (i32.const 0))",
         ),
+        ("call_import", "(call $imported (local.get $acc))"),
     ] {
         let (plain, in_try) = call_cost(call, 20_000_000 / scale);
         println!("{kind}_ns_plain {plain:.3}");
@@ -135,7 +136,16 @@ fn throw_latency(depth: i32, n: i32) -> f64 {
 /// outside any try_table, and inside one.
 fn call_cost(call: &str, n: i32) -> (f64, f64) {
     let mut store = Store::new(engine());
+    let exporter = Module::new(
+        &store,
+        r#"(module (func (export "callee") (param i32) (result i32)
+             (i32.add (local.get 0) (i32.const 1))))"#,
+    )
+    .expect("compiles");
+    let exporter = Instance::new(&mut store, &exporter, &imports! {}).expect("links");
+    let imported = exporter.exports.get_function("callee").unwrap().clone();
     let wat = r#"(module
+      (import "env" "callee" (func $imported (param i32) (result i32)))
       (tag $t)
       (type $sig (func (param i32) (result i32)))
       (table 1 funcref)
@@ -159,7 +169,8 @@ fn call_cost(call: &str, n: i32) -> (f64, f64) {
         (local.get $acc)))"#
         .replace("CALL", call);
     let module = Module::new(&store, wat).expect("compiles");
-    let instance = Instance::new(&mut store, &module, &imports! {}).expect("links");
+    let imports = imports! { "env" => { "callee" => imported } };
+    let instance = Instance::new(&mut store, &module, &imports).expect("links");
     let mut time = |name: &str| {
         let f = instance.exports.get_function(name).unwrap().clone();
         best_of(5, || {
@@ -327,7 +338,7 @@ fn compare(args: &Args) -> Result<(), String> {
         "ns",
         Some(1.0),
     )?;
-    for kind in ["call", "call_indirect"] {
+    for kind in ["call", "call_indirect", "call_import"] {
         row(
             &format!("{kind}, no try_table"),
             &format!("{kind}_ns_plain"),
@@ -375,7 +386,7 @@ fn compare(args: &Args) -> Result<(), String> {
         Some(1.0),
     )?;
     // The in-try_table call against the same call outside, within each build.
-    for kind in ["call", "call_indirect"] {
+    for kind in ["call", "call_indirect", "call_import"] {
         for (side, f) in [("stock 7.5", &stock), ("generic-lsda", &ours)] {
             let ratio =
                 get(f, &format!("{kind}_ns_in_try_table"))? / get(f, &format!("{kind}_ns_plain"))?;
