@@ -14,7 +14,7 @@ for side in stock generic-lsda; do
     (
         cd "$here/$side"
         cargo build --quiet --release --ignore-rust-version --locked --bins
-        cargo test --quiet --release --ignore-rust-version --locked --no-run --test wat 2>/dev/null
+        cargo test --quiet --release --ignore-rust-version --locked --no-run --test wat
     )
 done
 echo "build.sh: built in $CARGO_TARGET_DIR/release"

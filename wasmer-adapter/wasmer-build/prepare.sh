@@ -19,8 +19,11 @@ fi
 # The stock workspace depends on the released crate: fetching it puts the
 # crate in cargo's registry.
 (cd "$here/stock" && cargo fetch --quiet)
-src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate" | head -n1)
-[ -d "$src" ] || { echo "prepare.sh: $crate is not in cargo's registry" >&2; exit 1; }
+src=
+for candidate in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"; do
+    [ -d "$candidate" ] && src=$candidate && break
+done
+[ -n "$src" ] || { echo "prepare.sh: $crate is not in cargo's registry" >&2; exit 1; }
 
 rm -rf "${dest:?}/$crate" "$dest/pristine"
 mkdir -p "$dest/pristine"

@@ -12,8 +12,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use wasmer::wasmparser::{self, Operator, Payload};
 use wasmer::{
-    Exports, Extern, ExternRef, Function, FunctionType, Global, Imports, Instance, Memory,
-    MemoryType, Module, Store, Table, TableType, Type, Value,
+    CompileError, Exports, Extern, ExternRef, Function, FunctionType, Global, Imports, Instance,
+    InstantiationError, Memory, MemoryType, Module, Store, Table, TableType, Type, Value,
 };
 use wast::core::{HeapType, NanPattern, V128Pattern, WastArgCore, WastRetCore};
 use wast::parser::{self, ParseBuffer};
@@ -205,6 +205,12 @@ impl Runner {
                 }
             }
             WastDirective::Register { name, module, .. } => match self.instance(module) {
+                Err(Outcome::Skipped(reason)) => {
+                    // Modules importing from it are skipped in turn.
+                    self.registered
+                        .insert(name.to_string(), Live::Skipped(reason.clone()));
+                    Outcome::Skipped(reason)
+                }
                 Err(outcome) => outcome,
                 Ok(instance) => {
                     self.registered
@@ -247,33 +253,23 @@ impl Runner {
                 Ok(Err(Failure::Exception(_))) => Outcome::Passed,
                 Ok(Err(e)) => fail!("expected an exception, got: {e}"),
             },
+            WastDirective::AssertMalformed {
+                mut module,
+                message,
+                ..
+            } => match module.encode() {
+                // Malformed text is refused before any binary exists.
+                Err(_) => Outcome::Passed,
+                Ok(bytes) => self.assert_rejected(&bytes, message),
+            },
             WastDirective::AssertInvalid {
                 mut module,
                 message,
                 ..
-            }
-            | WastDirective::AssertMalformed {
-                mut module,
-                message,
-                ..
-            } => {
-                let bytes = match module.encode() {
-                    // The text itself is malformed: rejected before Wasmer.
-                    Err(_) => return Outcome::Passed,
-                    Ok(bytes) => bytes,
-                };
-                // A module that needs a proposal Wasmer lacks is skipped
-                // here too: the verdict would be about that proposal, not
-                // about exceptions (Wasmer 7.5's validator accepts the
-                // multi-memory modules the pre-3.0 suite calls invalid).
-                if let Some(reason) = missing_feature(&bytes) {
-                    return Outcome::Skipped(reason);
-                }
-                match Module::new(&self.store, &bytes) {
-                    Ok(_) => fail!("expected `{message}`, but the module compiled"),
-                    Err(_) => Outcome::Passed,
-                }
-            }
+            } => match module.encode() {
+                Err(e) => fail!("cannot encode the module to check that it is invalid: {e}"),
+                Ok(bytes) => self.assert_rejected(&bytes, message),
+            },
             WastDirective::AssertUnlinkable {
                 mut module,
                 message,
@@ -293,13 +289,32 @@ impl Runner {
                 match self.instantiate(&compiled) {
                     Err(Skip(reason)) => Outcome::Skipped(reason),
                     Ok(Ok(_)) => fail!("expected `{message}`, but it linked"),
-                    Ok(Err(_)) => Outcome::Passed,
+                    Ok(Err(InstantiationError::Link(_))) => Outcome::Passed,
+                    Ok(Err(e)) => fail!("expected `{message}` at link time, got: {e}"),
                 }
             }
             other => Outcome::Skipped(format!(
                 "directive not supported by this runner: {:?}",
                 std::mem::discriminant(&other)
             )),
+        }
+    }
+
+    /// `assert_invalid` / `assert_malformed` of a binary: Wasmer must refuse
+    /// it as invalid Wasm, not for any other reason (a codegen error or an
+    /// unsupported feature would be a failure).
+    fn assert_rejected(&mut self, bytes: &[u8], message: &str) -> Outcome {
+        // A module that needs a proposal Wasmer lacks is skipped here too:
+        // the verdict would be about that proposal, not about exceptions
+        // (Wasmer 7.5's validator accepts the multi-memory modules the
+        // pre-3.0 suite calls invalid).
+        if let Some(reason) = missing_feature(bytes) {
+            return Outcome::Skipped(reason);
+        }
+        match Module::new(&self.store, bytes) {
+            Ok(_) => fail!("expected `{message}`, but the module compiled"),
+            Err(CompileError::Wasm(_) | CompileError::Validate(_)) => Outcome::Passed,
+            Err(e) => fail!("expected `{message}`, got a non-validation error: {e}"),
         }
     }
 
@@ -321,7 +336,10 @@ impl Runner {
     }
 
     /// Link `module` against the registered instances.
-    fn instantiate(&mut self, module: &Module) -> Result<Result<Instance, String>, Skip> {
+    fn instantiate(
+        &mut self,
+        module: &Module,
+    ) -> Result<Result<Instance, InstantiationError>, Skip> {
         let mut imports = Imports::new();
         for import in module.imports() {
             match self.registered.get(import.module()) {
@@ -339,7 +357,7 @@ impl Runner {
                 None => {}
             }
         }
-        Ok(Instance::new(&mut self.store, module, &imports).map_err(|e| e.to_string()))
+        Ok(Instance::new(&mut self.store, module, &imports))
     }
 
     fn instance(&self, id: Option<wast::token::Id<'_>>) -> Result<Instance, Outcome> {
@@ -401,7 +419,12 @@ impl Runner {
                 match self.instantiate(&module) {
                     Err(Skip(reason)) => Err(Outcome::Skipped(reason)),
                     Ok(Ok(_)) => Ok(Ok(Vec::new())),
-                    Ok(Err(e)) => Ok(Err(Failure::Trap(e))),
+                    // The start function trapped or threw.
+                    Ok(Err(InstantiationError::Start(e))) if e.is_exception() => {
+                        Ok(Err(Failure::Exception(e.to_string())))
+                    }
+                    Ok(Err(InstantiationError::Start(e))) => Ok(Err(Failure::Trap(e.to_string()))),
+                    Ok(Err(e)) => Err(Outcome::Failed(format!("instantiation failed: {e}"))),
                 }
             }
         }

@@ -30,14 +30,14 @@ fn payloads_of_every_value_type_are_bit_exact() {
     let mut store = Store::new(engine());
     let wat = r#"(module
       (tag $t (param i32 i64 f32 f64 v128 funcref externref exnref))
-      (tag $inner)
-      (func $f (export "f"))
+      (tag $inner (param i32))
+      (func $f (export "f") (result i32) (i32.const 0x1234))
       (func $throw (param i32 i64 f32 f64 v128 funcref externref exnref)
         (throw $t (local.get 0) (local.get 1) (local.get 2) (local.get 3)
                   (local.get 4) (local.get 5) (local.get 6) (local.get 7)))
       (func $an_exnref (result exnref)
         (block $h (result exnref)
-          (try_table (catch_all_ref $h) (throw $inner))
+          (try_table (catch_all_ref $h) (throw $inner (i32.const 99)))
           (unreachable)))
       (func (export "roundtrip") (param i32 i64 f32 f64 v128 externref)
           (result i32 i64 f32 f64 v128 funcref externref i32)
@@ -47,9 +47,12 @@ fn payloads_of_every_value_type_are_bit_exact() {
             (call $throw (local.get 0) (local.get 1) (local.get 2) (local.get 3)
                          (local.get 4) (ref.func $f) (local.get 5) (call $an_exnref)))
           (unreachable))
-        ;; The exnref payload is not null.
+        ;; The exnref payload is the exception $an_exnref caught: raised
+        ;; again, it is $inner with its payload.
         (local.set $exn)
-        (ref.is_null (local.get $exn))))"#;
+        (block $again (result i32)
+          (try_table (catch $inner $again) (throw_ref (local.get $exn)))
+          (i32.const -1))))"#;
     let instance = instantiate(&mut store, wat, &imports! {});
     let marker = ExternRef::new(&mut store, 0xfeed_u32);
     let f32_nan = f32::from_bits(0x7fa0_0001);
@@ -76,13 +79,20 @@ fn payloads_of_every_value_type_are_bit_exact() {
     let Value::FuncRef(Some(func)) = &out[5] else {
         panic!("funcref payload: {:?}", out[5])
     };
-    let f = instance.exports.get_function("f").unwrap();
-    assert_eq!(func.ty(&store), f.ty(&store));
+    assert_eq!(
+        func.call(&mut store, &[]).unwrap().into_vec(),
+        [Value::I32(0x1234)],
+        "the funcref payload is $f"
+    );
     let Value::ExternRef(Some(back)) = &out[6] else {
         panic!("externref payload: {:?}", out[6])
     };
     assert_eq!(back.downcast::<u32>(&store), Some(&0xfeed));
-    assert_eq!(out[7].unwrap_i32(), 0, "the exnref payload survived");
+    assert_eq!(
+        out[7].unwrap_i32(),
+        99,
+        "the exnref payload is the exception it was"
+    );
 }
 
 /// `catch_ref` then `throw_ref` rethrows the same exception: the host sees
@@ -357,7 +367,8 @@ fn several_instances_and_imported_tags() {
     );
 }
 
-/// Four threads throw and catch at once, each in its own store.
+/// Four threads throw and catch at once (20,000 throws each), each in its
+/// own store.
 #[test]
 fn four_threads_each_in_its_own_store() {
     let wat = r#"(module
@@ -373,17 +384,21 @@ fn four_threads_each_in_its_own_store() {
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $l (i32.lt_u (local.get $i) (local.get 0))))
         (local.get $sum)))"#;
+    // All four start throwing together, once each has compiled.
+    let start = std::sync::Arc::new(std::sync::Barrier::new(4));
     let threads: Vec<_> = (0..4)
         .map(|_| {
+            let start = start.clone();
             std::thread::spawn(move || {
                 let mut store = Store::new(engine());
                 let instance = instantiate(&mut store, wat, &imports! {});
-                call(&mut store, &instance, "run", &[Value::I32(1000)])
+                start.wait();
+                call(&mut store, &instance, "run", &[Value::I32(20_000)])
             })
         })
         .collect();
     for t in threads {
-        assert_eq!(t.join().unwrap(), [Value::I32(999 * 1000 / 2)]);
+        assert_eq!(t.join().unwrap(), [Value::I32(19_999 * 20_000 / 2)]);
     }
 }
 
@@ -458,5 +473,106 @@ fn elf_artifact_is_refused_with_a_clear_error() {
         err.to_string()
             .contains("generic-lsda: only in-memory artifacts"),
         "{err}"
+    );
+}
+
+/// `try_table` shapes: catch-all clauses only (no tag data at all), a throw
+/// directly in the scope, a scope without calls, nested scopes in one
+/// function, a catch to a loop label, a repeated clause (the first wins).
+#[test]
+fn try_table_shapes() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (tag $a (param i32))
+      (tag $b (param i32))
+      (func $throw_a (param i32) (throw $a (local.get 0)))
+      (func $throw_b (param i32) (throw $b (local.get 0)))
+      (func (export "catch_all_only") (result i32)
+        (block $h
+          (try_table (catch_all $h) (call $throw_a (i32.const 1)))
+          (return (i32.const -1)))
+        (i32.const 1))
+      (func (export "throw_in_scope") (param i32) (result i32)
+        (block $h (result exnref)
+          (try_table (catch_all_ref $h) (throw $a (local.get 0)))
+          (return (i32.const -1)))
+        (drop)
+        (i32.const 2))
+      (func (export "no_calls") (param i32) (result i32)
+        (block $h (result i32)
+          (try_table (result i32) (catch $a $h) (i32.add (local.get 0) (i32.const 3))))
+        )
+      (func (export "nested") (param i32) (result i32)
+        (block $outer (result i32)
+          (try_table (result i32) (catch $b $outer)
+            (block $inner (result i32)
+              (try_table (catch $a $inner)
+                (if (local.get 0)
+                  (then (call $throw_b (i32.const 20)))
+                  (else (call $throw_a (i32.const 10)))))
+              (i32.const -1))
+            (i32.const 100) (i32.add)))
+        )
+      (func (export "to_loop") (result i32)
+        (local $n i32)
+        (i32.const 0)
+        (loop $again (param i32)
+          (drop)
+          (local.set $n (i32.add (local.get $n) (i32.const 1)))
+          (if (i32.lt_u (local.get $n) (i32.const 5))
+            (then
+              (try_table (catch $a $again) (call $throw_a (local.get $n))))))
+        (local.get $n))
+      (func (export "repeated") (result i32)
+        (block $second (result i32)
+          (block $first (result i32)
+            (try_table (catch $a $first) (catch $a $second) (call $throw_a (i32.const 7)))
+            (i32.const -1) (return))
+          (i32.const 1000) (i32.add) (return))
+        ))"#;
+    let instance = instantiate(&mut store, wat, &imports! {});
+    let mut run = |name: &str, args: &[Value]| call(&mut store, &instance, name, args);
+    assert_eq!(run("catch_all_only", &[]), [Value::I32(1)]);
+    assert_eq!(run("throw_in_scope", &[Value::I32(5)]), [Value::I32(2)]);
+    assert_eq!(run("no_calls", &[Value::I32(4)]), [Value::I32(7)]);
+    assert_eq!(
+        run("nested", &[Value::I32(0)]),
+        [Value::I32(110)],
+        "inner catches $a"
+    );
+    assert_eq!(
+        run("nested", &[Value::I32(1)]),
+        [Value::I32(20)],
+        "outer catches $b"
+    );
+    assert_eq!(run("to_loop", &[]), [Value::I32(5)]);
+    assert_eq!(
+        run("repeated", &[]),
+        [Value::I32(1007)],
+        "the first clause wins"
+    );
+}
+
+/// A module whose only clauses are catch-alls: LSDAs without any type entry
+/// to relocate, so no tag data at all.
+#[test]
+fn module_with_only_catch_all_clauses() {
+    let mut store = Store::new(engine());
+    let wat = r#"(module
+      (tag $t (param i32))
+      (func $throw (param i32) (throw $t (local.get 0)))
+      (func (export "run") (param i32) (result i32)
+        (block $h (result exnref)
+          (try_table (catch_all_ref $h) (call $throw (local.get 0)))
+          (return (i32.const -1)))
+        (drop)
+        (block $h2
+          (try_table (catch_all $h2) (call $throw (local.get 0)))
+          (return (i32.const -2)))
+        (i32.const 3)))"#;
+    let instance = instantiate(&mut store, wat, &imports! {});
+    assert_eq!(
+        call(&mut store, &instance, "run", &[Value::I32(1)]),
+        [Value::I32(3)]
     );
 }
