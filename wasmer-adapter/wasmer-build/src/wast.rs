@@ -152,19 +152,9 @@ impl Runner {
         match directive {
             WastDirective::Module(mut module) => {
                 let id = quote_id(&module);
-                let live = match self.define(&mut module) {
-                    Err(reason) => fail!("{reason}"),
-                    Ok(Defined::Skipped(reason)) => Live::Skipped(reason),
-                    Ok(Defined::Module(m)) => match self.instantiate(&m) {
-                        Err(Skip(reason)) => Live::Skipped(reason),
-                        Ok(Err(e)) => fail!("instantiation failed: {e}"),
-                        Ok(Ok(instance)) => Live::Instance(instance),
-                    },
-                };
-                self.set_current(id, live.clone());
-                match live {
-                    Live::Skipped(reason) => Outcome::Skipped(reason),
-                    Live::Instance(_) => Outcome::Passed,
+                match self.define(&mut module) {
+                    Err(reason) => Outcome::Failed(reason),
+                    Ok(defined) => self.make_current(id, defined),
                 }
             }
             WastDirective::ModuleDefinition(mut module) => {
@@ -190,19 +180,7 @@ impl Runner {
                 else {
                     fail!("instance of an unknown module definition")
                 };
-                let live = match defined {
-                    Defined::Skipped(reason) => Live::Skipped(reason),
-                    Defined::Module(m) => match self.instantiate(&m) {
-                        Err(Skip(reason)) => Live::Skipped(reason),
-                        Ok(Err(e)) => fail!("instantiation failed: {e}"),
-                        Ok(Ok(i)) => Live::Instance(i),
-                    },
-                };
-                self.set_current(instance.map(|i| i.name().to_string()), live.clone());
-                match live {
-                    Live::Skipped(reason) => Outcome::Skipped(reason),
-                    Live::Instance(_) => Outcome::Passed,
-                }
+                self.make_current(instance.map(|i| i.name().to_string()), defined)
             }
             WastDirective::Register { name, module, .. } => match self.instance(module) {
                 Err(Outcome::Skipped(reason)) => {
@@ -318,11 +296,25 @@ impl Runner {
         }
     }
 
-    fn set_current(&mut self, id: Option<String>, live: Live) {
+    /// Instantiate a defined module (or carry its skip) as the current
+    /// instance, named `id` if given.
+    fn make_current(&mut self, id: Option<String>, defined: Defined) -> Outcome {
+        let live = match defined {
+            Defined::Skipped(reason) => Live::Skipped(reason),
+            Defined::Module(m) => match self.instantiate(&m) {
+                Err(Skip(reason)) => Live::Skipped(reason),
+                Ok(Err(e)) => fail!("instantiation failed: {e}"),
+                Ok(Ok(instance)) => Live::Instance(instance),
+            },
+        };
         if let Some(id) = id {
             self.instances.insert(id, live.clone());
         }
-        self.current = Some(live);
+        self.current = Some(live.clone());
+        match live {
+            Live::Skipped(reason) => Outcome::Skipped(reason),
+            Live::Instance(_) => Outcome::Passed,
+        }
     }
 
     fn define(&mut self, module: &mut QuoteWat<'_>) -> Result<Defined, String> {

@@ -16,7 +16,7 @@ use wasmer_compiler::types::module::CompileModuleInfo;
 use wasmer_compiler::types::relocation::RelocationTarget;
 use wasmer_compiler::{Compiler, ModuleEnvironment};
 use wasmer_compiler_cranelift::{Cranelift, CraneliftCompiler};
-use wasmer_eh_runner::{BACKEND, engine};
+use wasmer_eh_runner::engine;
 use wasmer_types::entity::PrimaryMap;
 use wasmer_types::target::Target;
 use wasmer_types::{Features, LocalFunctionIndex};
@@ -307,7 +307,6 @@ fn keep_best(best: &mut Figures, run: Figures) {
 }
 
 fn compare(args: &Args) -> Result<(), String> {
-    let _ = BACKEND;
     let (mut stock, mut ours) = (Figures::new(), Figures::new());
     for _ in 0..args.rounds.max(1) {
         keep_best(&mut stock, run_side("stock", args.smoke)?);
