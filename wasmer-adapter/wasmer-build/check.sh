@@ -41,13 +41,17 @@ else
     wast_run generic-lsda "$target/wast-generic-lsda.log"
     stock=$(grep '^wast: ' "$target/wast-stock.log" || echo "wast: no summary (exit $stock_status)")
     ours=$(grep '^wast: ' "$target/wast-generic-lsda.log")
-    echo "wasmer: side by side: stock 7.5 {${stock#wast: }} | generic-lsda {${ours#wast: }}"
+    summary="$target/summary.log"
+    echo "wasmer: side by side: stock 7.5 {${stock#wast: }} | generic-lsda {${ours#wast: }}" | tee "$summary"
     if [ -e "$libunwind" ]; then
         wast_run generic-lsda "$target/wast-llvm.log" LD_PRELOAD="$libunwind" > /dev/null
-        echo "wasmer: generic-lsda under LLVM libunwind: $(grep '^wast: ' "$target/wast-llvm.log" | cut -c7-)"
+        echo "wasmer: generic-lsda under LLVM libunwind: $(grep '^wast: ' "$target/wast-llvm.log" | cut -c7-)" | tee -a "$summary"
     else
         echo "wasmer: LLVM libunwind run: SKIPPED, $libunwind is absent (./test.sh installs libunwind-14)"
     fi
+    # The docs quote these lines (samples named wasmer*): they must still hold.
+    (cd "$root" && EH_SAMPLE_OUTPUT=$summary cargo test -q --ignore-rust-version -p clif-eh \
+        --test docs -- --ignored samples_of_the_wasmer_stage)
 fi
 
 # wat_tests SIDE LABEL [ENV...]: the WAT tests, the full log on failure.

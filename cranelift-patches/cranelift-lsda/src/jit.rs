@@ -5,7 +5,7 @@
 //! Released `cranelift-jit` registers no unwind info (upstream issue
 //! #5574): there the module records its tables in a [`crate::JitTables`]
 //! and owns the registrations, so tables are deregistered before (never
-//! after) the code is freed. With the `upstream` feature it is the patched
+//! after) the code is freed. With `--cfg cranelift_lsda_upstream` it is the patched
 //! cranelift-jit's `JITBuilder::exception_tables` that does so (the setting
 //! `unwind_lsda` on); the wrapper only puts functions into landing-pad form.
 
@@ -18,15 +18,15 @@ use cranelift_module::{FuncId, Module, ModuleResult};
 /// with the process's unwinder when they are finalized.
 pub struct LsdaJitModule {
     // Dropped first: tables are deregistered before anything else goes.
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     registrations: alloc::vec::Vec<crate::Registration>,
     module: JITModule,
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     tables: crate::JitTables,
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     policy: ClausePolicy,
     landing_pads: LandingPads,
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     resolve: SymbolResolver,
 }
 
@@ -46,7 +46,7 @@ impl LsdaJitModule {
         landing_pads: LandingPads,
         resolve: SymbolResolver,
     ) -> RegistrationResult<Self> {
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         return Ok(Self {
             registrations: alloc::vec::Vec::new(),
             module: JITModule::new(builder),
@@ -55,7 +55,7 @@ impl LsdaJitModule {
             landing_pads,
             resolve,
         });
-        #[cfg(feature = "upstream")]
+        #[cfg(cranelift_lsda_upstream)]
         {
             let mut builder = builder;
             builder.exception_tables(policy, personality, resolve)?;
@@ -68,9 +68,9 @@ impl LsdaJitModule {
 
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         return &self.policy;
-        #[cfg(feature = "upstream")]
+        #[cfg(cranelift_lsda_upstream)]
         return self
             .module
             .exception_policy()
@@ -82,7 +82,7 @@ impl LsdaJitModule {
     #[allow(clippy::result_large_err)]
     pub fn finalize_definitions(&mut self) -> ModuleResult<()> {
         self.module.finalize_definitions()?;
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         if let Some(registration) = self.tables.register(&self.module, &*self.resolve)? {
             self.registrations.push(registration);
         }
@@ -101,19 +101,19 @@ impl LsdaJitModule {
     /// As for `JITModule::free_memory`: no pointer to the module's code or
     /// data may be used afterwards, and none of its functions may be running.
     pub unsafe fn free_memory(self) {
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         let Self {
             registrations,
             module,
             ..
         } = self;
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         drop(registrations);
-        #[cfg(feature = "upstream")]
+        #[cfg(cranelift_lsda_upstream)]
         let module = self.module;
         // SAFETY: forwarded from the caller; the tables that pointed into
         // the code are deregistered (here, or by `JITModule::free_memory`
-        // with the `upstream` feature).
+        // with `--cfg cranelift_lsda_upstream`).
         unsafe { module.free_memory() };
     }
 }

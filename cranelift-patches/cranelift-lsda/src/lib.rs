@@ -39,14 +39,14 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-/// Items of the codegen part: compiled from this crate, or with the
-/// `upstream` feature taken from the patched cranelift-codegen, where the
+/// Items of the codegen part: compiled from this crate, or with
+/// `--cfg cranelift_lsda_upstream` taken from the patched cranelift-codegen, where the
 /// series (`cranelift-patches/upstream/`) moves them, so the glue and every
 /// test run against the moved code.
 macro_rules! codegen_part {
     ($($item:item)*) => {
         $(
-            #[cfg(not(feature = "upstream"))]
+            #[cfg(not(cranelift_lsda_upstream))]
             $item
         )*
     };
@@ -87,47 +87,47 @@ codegen_part! {
     };
 }
 
-#[cfg(feature = "upstream")]
+#[cfg(cranelift_lsda_upstream)]
 pub use cranelift_codegen::isa::unwind::lsda::*;
 
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
-#[cfg(all(feature = "jit", target_os = "linux", not(feature = "upstream")))]
+#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
 mod jit_tables;
-// With `upstream`, the pass is cranelift-frontend's, where the series moves it.
-#[cfg(all(feature = "legalize", not(feature = "upstream")))]
+// With `--cfg cranelift_lsda_upstream`, the pass is cranelift-frontend's, where the series moves it.
+#[cfg(all(feature = "legalize", not(cranelift_lsda_upstream)))]
 mod legalize;
 mod module;
-// With `upstream`, cranelift-object's, where the series moves them.
+// With `--cfg cranelift_lsda_upstream`, cranelift-object's, where the series moves them.
 #[cfg(feature = "object")]
 mod object;
-#[cfg(all(feature = "object", not(feature = "upstream")))]
+#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
 mod object_tables;
-#[cfg(all(feature = "object", not(feature = "upstream")))]
+#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
 mod output;
 
-#[cfg(all(feature = "legalize", feature = "upstream"))]
+#[cfg(all(feature = "legalize", cranelift_lsda_upstream))]
 pub use cranelift_frontend::legalize_landing_pads;
-#[cfg(all(feature = "jit", target_os = "linux", feature = "upstream"))]
+#[cfg(all(feature = "jit", target_os = "linux", cranelift_lsda_upstream))]
 pub use cranelift_jit::{
     JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
     detect_unwinder,
 };
-#[cfg(feature = "upstream")]
+#[cfg(cranelift_lsda_upstream)]
 pub use cranelift_object::{ObjectTables, OutputError, OutputResult};
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::LsdaJitModule;
-#[cfg(all(feature = "jit", target_os = "linux", not(feature = "upstream")))]
+#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
 pub use jit_tables::{
     JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
     detect_unwinder,
 };
-#[cfg(all(feature = "legalize", not(feature = "upstream")))]
+#[cfg(all(feature = "legalize", not(cranelift_lsda_upstream)))]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, enable_unwind_lsda, prepare_function};
 #[cfg(feature = "object")]
 pub use object::LsdaObjectModule;
-#[cfg(all(feature = "object", not(feature = "upstream")))]
+#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
 pub use object_tables::ObjectTables;
-#[cfg(all(feature = "object", not(feature = "upstream")))]
+#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
 pub use output::{OutputError, OutputResult};

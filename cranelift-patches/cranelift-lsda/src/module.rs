@@ -34,15 +34,15 @@ pub fn prepare_function(
 }
 
 /// Turn on the `unwind_lsda` setting, which the patched Cranelift's object
-/// and JIT builders need for exception tables (the `upstream` feature).
+/// and JIT builders need for exception tables (`--cfg cranelift_lsda_upstream`).
 /// Released Cranelift has no such setting and needs none: there this does
 /// nothing.
 pub fn enable_unwind_lsda(
     flags: &mut cranelift_codegen::settings::Builder,
 ) -> Result<(), cranelift_codegen::settings::SetError> {
-    #[cfg(feature = "upstream")]
+    #[cfg(cranelift_lsda_upstream)]
     return cranelift_codegen::settings::Configurable::enable(flags, "unwind_lsda");
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     {
         let _ = flags;
         Ok(())
@@ -52,7 +52,7 @@ pub fn enable_unwind_lsda(
 /// What a wrapper's `define_function` does: put `ctx.func` into
 /// landing-pad form, define it in `module`, and give its compiled code to
 /// `record`.
-#[cfg(all(any(feature = "object", feature = "jit"), not(feature = "upstream")))]
+#[cfg(all(any(feature = "object", feature = "jit"), not(cranelift_lsda_upstream)))]
 // The `Module::define_function_with_control_plane` signature it implements.
 #[allow(clippy::result_large_err)]
 pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
@@ -86,7 +86,7 @@ where
 /// What a wrapper's `define_function` does with the patched crates: put
 /// `ctx.func` into landing-pad form under the policy `module` holds
 /// (`policy_of`), and define it in `module`, which records its tables.
-#[cfg(all(any(feature = "object", feature = "jit"), feature = "upstream"))]
+#[cfg(all(any(feature = "object", feature = "jit"), cranelift_lsda_upstream))]
 // The `Module::define_function_with_control_plane` signature it implements.
 #[allow(clippy::result_large_err)]
 pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
@@ -131,7 +131,7 @@ macro_rules! lsda_module_methods {
             ctx: &mut cranelift_codegen::Context,
             ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
         ) -> cranelift_module::ModuleResult<()> {
-            #[cfg(not(feature = "upstream"))]
+            #[cfg(not(cranelift_lsda_upstream))]
             {
                 let tables = &mut self.tables;
                 $crate::module::define_in_landing_pad_form(
@@ -146,7 +146,7 @@ macro_rules! lsda_module_methods {
                     },
                 )
             }
-            #[cfg(feature = "upstream")]
+            #[cfg(cranelift_lsda_upstream)]
             $crate::module::define_in_landing_pad_form::<_, $error>(
                 &mut self.module,
                 |module| module.exception_policy_mut(),

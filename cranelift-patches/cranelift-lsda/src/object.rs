@@ -2,8 +2,8 @@
 //! personality.
 //!
 //! On released Cranelift it records each function's tables in a
-//! [`crate::ObjectTables`] of its own and writes them at `finish`. With the
-//! `upstream` feature it is the patched cranelift-object's
+//! [`crate::ObjectTables`] of its own and writes them at `finish`. With
+//! `--cfg cranelift_lsda_upstream` it is the patched cranelift-object's
 //! `ObjectBuilder::exception_tables` that does so (the setting
 //! `unwind_lsda` on); the wrapper only puts functions into landing-pad form.
 
@@ -17,9 +17,9 @@ use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
 /// defined, and both sections are written at [`LsdaObjectModule::finish`].
 pub struct LsdaObjectModule {
     module: ObjectModule,
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     tables: crate::ObjectTables,
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     policy: ClausePolicy,
     landing_pads: LandingPads,
 }
@@ -50,7 +50,7 @@ impl LsdaObjectModule {
         Self::build(builder, personality, policy, landing_pads, Some(encoding))
     }
 
-    #[cfg(not(feature = "upstream"))]
+    #[cfg(not(cranelift_lsda_upstream))]
     fn build(
         mut builder: ObjectBuilder,
         personality: &str,
@@ -72,7 +72,7 @@ impl LsdaObjectModule {
         })
     }
 
-    #[cfg(feature = "upstream")]
+    #[cfg(cranelift_lsda_upstream)]
     fn build(
         mut builder: ObjectBuilder,
         personality: &str,
@@ -94,9 +94,9 @@ impl LsdaObjectModule {
 
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         return &self.policy;
-        #[cfg(feature = "upstream")]
+        #[cfg(cranelift_lsda_upstream)]
         return self
             .module
             .exception_policy()
@@ -105,7 +105,7 @@ impl LsdaObjectModule {
 
     /// Finish the object and write its exception tables.
     pub fn finish(self) -> OutputResult<ObjectProduct> {
-        #[cfg(not(feature = "upstream"))]
+        #[cfg(not(cranelift_lsda_upstream))]
         {
             let mut product = self.module.finish();
             self.tables.finish(&mut product)?;
@@ -113,7 +113,7 @@ impl LsdaObjectModule {
         }
         // `ObjectModule::finish` writes them; every error input can cause
         // was returned by `build` or `define_function`.
-        #[cfg(feature = "upstream")]
+        #[cfg(cranelift_lsda_upstream)]
         Ok(self.module.finish())
     }
 }

@@ -93,7 +93,7 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
 
 /// The setting the patched object builder needs for exception tables;
 /// released Cranelift has none.
-const UNWIND_LSDA: &str = if cfg!(feature = "upstream") {
+const UNWIND_LSDA: &str = if cfg!(cranelift_lsda_upstream) {
     "set unwind_lsda=true\n"
 } else {
     ""
@@ -164,7 +164,7 @@ fn the_object_module_needs_unwind_lsda_on_patched_cranelift() {
     let (_, isa) = parse(CATCH_INT);
     let builder = ObjectBuilder::new(isa, "t", default_libcall_names()).unwrap();
     let module = LsdaObjectModule::new(builder, "p", policy(), LandingPads::Check);
-    if cfg!(feature = "upstream") {
+    if cfg!(cranelift_lsda_upstream) {
         let expected = OutputError::from(UnsupportedTarget::UnwindLsdaOff);
         assert_eq!(module.err(), Some(expected));
     } else {
@@ -179,7 +179,7 @@ fn the_jit_module_needs_unwind_lsda_on_patched_cranelift() {
     let personality = std::ptr::null();
     let resolve = Box::new(|_: &str| None);
     let module = LsdaJitModule::new(builder, personality, policy(), LandingPads::Check, resolve);
-    if cfg!(feature = "upstream") {
+    if cfg!(cranelift_lsda_upstream) {
         let expected = RegistrationError::from(UnsupportedTarget::UnwindLsdaOff);
         assert_eq!(module.err(), Some(expected));
     } else {

@@ -165,7 +165,9 @@ fn normal_path(mode: Mode) -> Vec<Row> {
                     format!("{call_ir:.2} Ir/iter"),
                 )
                 .ratio(try_ir, call_ir)
-                .target(1.02),
+                .target(1.02)
+                .gated("normal-path-ir/loop of try_call", try_ir)
+                .headline(),
         ),
         _ => rows.push(
             Row::new(NORMAL, "the same loops, instructions (callgrind)")
@@ -238,6 +240,10 @@ fn code_bytes(clauses: u32) -> Row {
         format!("{per_tag} B per-tag edges"),
     )
     .ratio(landing_pad as f64, per_tag as f64)
+    .gated(
+        format!("code-bytes/10 try_calls × {clauses} clause(s)"),
+        landing_pad as f64,
+    )
 }
 
 /// `f(n)`: n dispatches on pseudo-random selectors in 1..=cases, by

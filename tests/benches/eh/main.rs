@@ -4,7 +4,12 @@
 //! ratios measured in this one run.
 //!
 //!     cargo bench --ignore-rust-version -p eh-tests --bench eh            # the table
-//!     cargo bench --ignore-rust-version -p eh-tests --bench eh -- --smoke # CI: every part, briefly
+//!     cargo bench --ignore-rust-version -p eh-tests --bench eh -- --smoke --check # CI
+//!     cargo bench --ignore-rust-version -p eh-tests --bench eh -- --write-docs    # the docs' tables
+//!
+//! `--smoke` runs every part briefly, every deterministic figure in full;
+//! `--check` holds those figures to the committed ones, `--write-docs`
+//! commits this run's (see `report.rs`).
 //!
 //! Absolute times are for orientation only; the targets are ratios. The
 //! LLVM libunwind figures come from this binary re-run with
@@ -17,11 +22,10 @@
 mod compile_time;
 mod dispatch;
 mod registration;
+mod report;
 mod shapes;
 mod size;
 mod throw;
-
-use std::fmt::Write as _;
 
 /// How long the measured parts run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +46,13 @@ impl Mode {
     }
 }
 
+/// A deterministic figure of ours (bytes, instructions): `--check` holds
+/// it to its committed value.
+pub struct Gate {
+    pub key: String,
+    pub value: f64,
+}
+
 /// One row of the table.
 pub struct Row {
     pub part: &'static str,
@@ -52,6 +63,9 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// The target the ratio must meet (`ratio <= target`), if any.
     pub target: Option<f64>,
+    pub gate: Option<Gate>,
+    /// Shown among the README's headline figures.
+    pub headline: bool,
 }
 
 impl Row {
@@ -63,6 +77,8 @@ impl Row {
             baseline: String::new(),
             ratio: None,
             target: None,
+            gate: None,
+            headline: false,
         }
     }
 
@@ -81,41 +97,30 @@ impl Row {
         self.target = Some(target);
         self
     }
+
+    /// Hold `value`, a deterministic figure of ours, to its committed value.
+    pub fn gated(mut self, key: impl Into<String>, value: f64) -> Self {
+        self.gate = Some(Gate {
+            key: key.into(),
+            value,
+        });
+        self
+    }
+
+    pub fn headline(mut self) -> Self {
+        self.headline = true;
+        self
+    }
+
+    /// Whether the ratio meets the target, when the row has both.
+    pub fn met(&self) -> Option<bool> {
+        Some(self.ratio? <= self.target?)
+    }
 }
 
 /// The geometric mean of `values`.
 pub fn geomean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
-}
-
-fn print_table(rows: &[Row]) -> usize {
-    let mut out = String::new();
-    writeln!(
-        out,
-        "| part | case | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|---|"
-    )
-    .unwrap();
-    let mut missed = 0;
-    for row in rows {
-        let ratio = row.ratio.map(|r| format!("{r:.2}×")).unwrap_or_default();
-        let target = row.target.map(|t| format!("≤ {t:.2}×")).unwrap_or_default();
-        let met = match (row.ratio, row.target) {
-            (Some(r), Some(t)) if r <= t => "yes",
-            (Some(_), Some(_)) => {
-                missed += 1;
-                "**no**"
-            }
-            _ => "",
-        };
-        writeln!(
-            out,
-            "| {} | {} | {} | {} | {ratio} | {target} | {met} |",
-            row.part, row.case, row.ours, row.baseline
-        )
-        .unwrap();
-    }
-    print!("{out}");
-    missed
 }
 
 fn main() {
@@ -138,16 +143,24 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; anything else unknown is a mistake.
-    let mut mode = Mode::Full;
+    let (mut mode, mut check, mut write_docs) = (Mode::Full, false, false);
     for arg in &args {
         match arg.as_str() {
             "--smoke" => mode = Mode::Smoke,
+            "--check" => check = true,
+            "--write-docs" => write_docs = true,
             "--bench" => {}
             other => {
-                eprintln!("eh bench: unknown argument `{other}` (expected --smoke)");
+                eprintln!(
+                    "eh bench: unknown argument `{other}` (expected --smoke, --check, --write-docs)"
+                );
                 std::process::exit(2);
             }
         }
+    }
+    if write_docs && mode == Mode::Smoke {
+        eprintln!("eh bench: --write-docs needs the full run (its times go into the docs)");
+        std::process::exit(2);
     }
     let start = std::time::Instant::now();
     let mut rows = Vec::new();
@@ -167,12 +180,47 @@ fn main() {
             part_start.elapsed().as_secs_f64()
         );
     }
-    println!();
-    let missed = print_table(&rows);
-    println!(
-        "\neh bench: {} rows, {} with a target, {missed} missed, in {:.0} s ({mode:?})",
+    let (table, missed) = report::table(&rows);
+    println!("\n{table}");
+    let summary = format!(
+        "eh bench: {} rows, {} with a target, {missed} missed, {} deterministic figures, in {:.0} s ({mode:?})",
         rows.len(),
         rows.iter().filter(|r| r.target.is_some()).count(),
+        rows.iter().filter(|r| r.gate.is_some()).count(),
         start.elapsed().as_secs_f64()
     );
+    println!("{summary}");
+    for row in rows.iter().filter(|r| r.met() == Some(false)) {
+        println!("eh bench: missed: {} | {}", row.part, row.case);
+    }
+    if write_docs {
+        if let Err(e) = report::write_docs(&rows, &summary) {
+            eprintln!("eh bench: {e}");
+            std::process::exit(1);
+        }
+        println!(
+            "eh bench: wrote docs/benchmark.md, README.md and {}",
+            report::GATE_FILE
+        );
+    }
+    if check {
+        match report::check(&rows, mode) {
+            Ok(notes) => {
+                for note in notes {
+                    println!("eh bench: gate: {note}");
+                }
+                println!(
+                    "eh bench: gate: deterministic figures within {:.0} % of {}",
+                    report::TOLERANCE * 100.0,
+                    report::GATE_FILE
+                );
+            }
+            Err(failures) => {
+                for failure in failures {
+                    eprintln!("eh bench: gate FAILED: {failure}");
+                }
+                std::process::exit(1);
+            }
+        }
+    }
 }

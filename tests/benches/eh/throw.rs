@@ -5,6 +5,15 @@
 //! one executable, (b) JIT code registered with libgcc, (c) JIT code
 //! registered with LLVM libunwind (a worker process). Each figure is the
 //! best of three rounds.
+//!
+//! Under libgcc, (b) compares against the g++ library with its own
+//! `.eh_frame` registered as the JIT's is, so both halves are found through
+//! the same lookup path (registered objects, which libgcc searches before
+//! the loader's `_dl_find_object`); the difference between the two paths
+//! is a row of its own. LLVM libunwind asks the loader
+//! (`dl_iterate_phdr` + `.eh_frame_hdr`) before its registered FDEs, so no
+//! registration moves g++ frames onto the JIT's path: (c) compares
+//! different paths, and says so.
 
 use crate::{Mode, Row};
 use std::collections::BTreeMap;
@@ -194,7 +203,60 @@ fn jit_figures(mode: Mode, library: &Path) -> String {
             out += &format!("{frames}\tclif-in-cxx\t{clif_in_cxx:.1}\n");
         }
     }
+    // libgcc looks in registered objects before asking the loader, so the
+    // g++ library's own `.eh_frame`, registered as the JIT's is, puts its
+    // frames on the JIT's lookup path. LLVM libunwind asks the loader
+    // first, so there no registration changes the g++ frames' path.
+    if cranelift_lsda::detect_unwinder() == cranelift_lsda::Unwinder::Libgcc {
+        let eh_frame = library_eh_frame(library, gxx.thrower);
+        // SAFETY: `eh_frame` is the loaded library's whole, zero-terminated
+        // `.eh_frame`, which stays mapped (the library is never unloaded)
+        // until the deregistration below.
+        unsafe { __register_frame(eh_frame) };
+        for frames in FRAMES {
+            let n = if frames == 100 {
+                iterations / 4 + 1
+            } else {
+                iterations
+            };
+            for _ in 0..3 {
+                // SAFETY: g++'s catcher has the shape of bench-throw.clif's.
+                let ns = unsafe { gxx.best_ns(Some(gxx.gxx_catch), None, frames, n, 1) };
+                out += &format!("{frames}\tgxx-registered\t{ns:.1}\n");
+            }
+        }
+        // SAFETY: registered above with the same pointer.
+        unsafe { __deregister_frame(eh_frame) };
+    }
     out
+}
+
+unsafe extern "C" {
+    fn __register_frame(begin: *const u8);
+    fn __deregister_frame(begin: *const u8);
+}
+
+/// The in-memory `.eh_frame` of `library`, loaded in this process with
+/// `symbol` among its definitions.
+fn library_eh_frame(library: &Path, symbol: *const u8) -> *const u8 {
+    use object::{Object, ObjectSection};
+    // SAFETY: `Dl_info` is pointers and integers, for which zero is valid.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only reads the loader's tables and fills `info`.
+    let found = unsafe { libc::dladdr(symbol.cast(), &mut info) };
+    assert!(found != 0, "dladdr found no object for bench_thrower");
+    let bytes = std::fs::read(library).unwrap();
+    let file = object::File::parse(&*bytes).expect("the g++ library is an ELF file");
+    let section = file
+        .section_by_name(".eh_frame")
+        .expect("g++ wrote an .eh_frame");
+    let data = section.data().unwrap();
+    // crtend.o ends the section with a zero length, which libgcc walks to.
+    assert!(
+        data.ends_with(&[0; 4]),
+        "the library's .eh_frame is not terminated"
+    );
+    (info.dli_fbase as *const u8).wrapping_add(section.address() as usize)
 }
 
 /// The worker of (c): this binary under `LD_PRELOAD=libunwind.so.1`.
@@ -234,11 +296,22 @@ pub fn llvm_libunwind_worker(part: &str, mode: Mode, env: &[(&str, &Path)]) -> S
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn figure_rows(rows: &mut Vec<Row>, how: &str, figures: &Figures, target: Option<f64>) {
-    let us = |ns: f64| format!("{:.2} µs", ns / 1e3);
+fn us(ns: f64) -> String {
+    format!("{:.2} µs", ns / 1e3)
+}
+
+/// Our throws against g++'s `baseline` variant (`gxx`: found through the
+/// loader; `gxx-registered`: through registered FDEs, as the JIT's).
+fn figure_rows(
+    rows: &mut Vec<Row>,
+    how: &str,
+    figures: &Figures,
+    baseline: &str,
+    target: Option<f64>,
+) {
     for frames in FRAMES {
         let f = &figures[&frames];
-        let gxx = f["gxx"];
+        let gxx = f[baseline];
         for (variant, catcher) in [("clif", "Cranelift"), ("clif-in-cxx", "C++")] {
             let mut row = Row::new(
                 PART,
@@ -249,6 +322,9 @@ fn figure_rows(rows: &mut Vec<Row>, how: &str, figures: &Figures, target: Option
             if let Some(target) = target {
                 row = row.target(target);
             }
+            if !how.starts_with("(c)") && frames == 10 && variant == "clif" {
+                row = row.headline();
+            }
             rows.push(row);
         }
     }
@@ -256,19 +332,49 @@ fn figure_rows(rows: &mut Vec<Row>, how: &str, figures: &Figures, target: Option
 
 pub fn rows(mode: Mode) -> Vec<Row> {
     let mut rows = Vec::new();
-    figure_rows(&mut rows, "(a) linked object", &linked(mode), Some(1.2));
+    figure_rows(
+        &mut rows,
+        "(a) linked object",
+        &linked(mode),
+        "gxx",
+        Some(1.2),
+    );
     let library = gxx_library();
     assert_eq!(
         cranelift_lsda::detect_unwinder(),
         cranelift_lsda::Unwinder::Libgcc
     );
     let libgcc = parse_figures(&jit_figures(mode, library));
-    figure_rows(&mut rows, "(b) JIT, libgcc", &libgcc, Some(1.2));
+    figure_rows(
+        &mut rows,
+        "(b) JIT, libgcc, g++ registered as the JIT",
+        &libgcc,
+        "gxx-registered",
+        Some(1.2),
+    );
+    // The two lookup paths of libgcc, on g++'s own frames.
+    for frames in FRAMES {
+        let f = &libgcc[&frames];
+        rows.push(
+            Row::new(
+                PART,
+                format!(
+                    "(b) libgcc lookup paths, {frames} frame(s) of g++: registered FDEs vs the loader"
+                ),
+            )
+            .values(
+                format!("registered {}", us(f["gxx-registered"])),
+                format!("loader {}", us(f["gxx"])),
+            )
+            .ratio(f["gxx-registered"], f["gxx"]),
+        );
+    }
     let llvm = llvm_libunwind_worker("throw-jit", mode, &[("EH_BENCH_LIBRARY", library)]);
     figure_rows(
         &mut rows,
-        "(c) JIT, LLVM libunwind",
+        "(c) JIT, LLVM libunwind, g++ through the loader (asked before registered FDEs)",
         &parse_figures(&llvm),
+        "gxx",
         None,
     );
     rows
