@@ -39,7 +39,7 @@ log=$(mktemp)
 EH_FIGURES_DIR=$(mktemp -d)
 export EH_FIGURES_DIR
 set +e
-cargo test --workspace --ignore-rust-version 2>&1 | tee "$log"
+cargo test --workspace --no-fail-fast --ignore-rust-version 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # cargo's last line is the doc-test run of the last crate, which may hold

@@ -105,24 +105,42 @@ pub fn tables_for_compiled(
         what: "code length",
         value: len as u64,
     })?;
-    let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, Some(prepared))?;
     // Optimization may delete try_calls, never add them: more call sites
     // with handlers than the IR had means `prepared` is another function's.
-    let compiled = sites.iter().filter(|s| s.landing_pad.is_some()).count();
-    if compiled > prepared.landing_pads() {
-        return Err(FormError::StalePreparedFunction {
-            compiled,
-            prepared: prepared.landing_pads(),
+    let stale = |compiled| FormError::StalePreparedFunction {
+        compiled,
+        prepared: prepared.landing_pads(),
+    };
+    let lsda = if prepared.landing_pads() == 0 {
+        // No handlers, no LSDA: no call-site table to build, only the proof
+        // to hold.
+        let compiled = code
+            .buffer
+            .call_sites()
+            .filter(|site| {
+                site.exception_handlers
+                    .iter()
+                    .any(|h| !matches!(h, FinalizedMachExceptionHandler::Context(_)))
+            })
+            .count();
+        if compiled > 0 {
+            return Err(stale(compiled).into());
         }
-        .into());
-    }
-    let lsda = Lsda::new(
-        &sites,
-        code_len,
-        prepared.types(),
-        encoding,
-        isa.pointer_bytes(),
-    )?;
+        None
+    } else {
+        let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, Some(prepared))?;
+        let compiled = sites.iter().filter(|s| s.landing_pad.is_some()).count();
+        if compiled > prepared.landing_pads() {
+            return Err(stale(compiled).into());
+        }
+        Lsda::new(
+            &sites,
+            code_len,
+            prepared.types(),
+            encoding,
+            isa.pointer_bytes(),
+        )?
+    };
     Ok(CompiledTables {
         unwind,
         code_len,

@@ -10,8 +10,10 @@
 
 use crate::policy::{CLAUSE_SET_TAG_BASE, Clause, TypeEntry};
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 use cranelift_codegen::CodegenError;
+use cranelift_codegen::ir::{Block, BlockArg};
 use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::verifier::VerifierErrors;
 use gimli::constants::DwEhPe;
@@ -118,19 +120,20 @@ impl fmt::Display for UnsupportedTarget {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NotLandingPad {
-    /// A catch item passes its block other arguments than `(exn0, exn1)`.
+    /// A catch item passes its block other arguments than `(exn0, exn1)`
+    /// or a prefix of it.
     Arguments {
-        /// The block, as displayed.
-        block: String,
-        /// The arguments it receives, as displayed.
-        args: String,
+        /// The block.
+        block: Block,
+        /// The arguments it receives.
+        args: Vec<BlockArg>,
     },
     /// Catch items go to different blocks.
     TwoPads {
-        /// The first block, as displayed.
-        first: String,
-        /// The other block, as displayed.
-        second: String,
+        /// The first block.
+        first: Block,
+        /// The other block.
+        second: Block,
     },
 }
 
@@ -138,7 +141,12 @@ impl fmt::Display for NotLandingPad {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Arguments { block, args } => {
-                write!(f, "{block} receives ({args}) instead of (exn0, exn1)")
+                write!(f, "{block} receives (")?;
+                for (i, arg) in args.iter().enumerate() {
+                    let separator = if i == 0 { "" } else { ", " };
+                    write!(f, "{separator}{arg}")?;
+                }
+                write!(f, ") instead of (exn0, exn1) or a prefix of it")
             }
             Self::TwoPads { first, second } => {
                 write!(f, "catch items go to both {first} and {second}")

@@ -6,7 +6,9 @@
 //! Cranelift delivers `try_call` payloads `exn0`, `exn1` in exactly those
 //! registers for the callee conventions accepted here, so a `try_call` is
 //! in landing-pad form when all its catch items go to one block with the
-//! arguments `(exn0, exn1)`. Cranelift still emits one edge trampoline per
+//! arguments `(exn0, exn1)`, or a prefix of them: a pad with one
+//! destination needs no selector, and an unused block parameter would only
+//! cost the register allocator. Cranelift still emits one edge trampoline per
 //! item; they are equivalent, so the compiled call site's first handler is
 //! the pad. That equivalence cannot be seen in machine code, which is why
 //! the encoder takes a [`PreparedFunction`], obtainable only from this
@@ -30,7 +32,7 @@ use target_lexicon::{Architecture, OperatingSystem};
 pub enum TryCallForm {
     /// The call has no catch items: for the LSDA it is a plain call.
     NoHandlers,
-    /// Every catch item goes to `pad(exn0, exn1)`.
+    /// Every catch item goes to `pad(exn0, exn1)` (or a prefix of it).
     LandingPad(Block),
     /// Not in landing-pad form, and why.
     NotLandingPad(NotLandingPad),
@@ -114,8 +116,16 @@ pub fn call_conv_has_landing_pads(isa: &dyn TargetIsa, cc: CallConv) -> bool {
 }
 
 /// The block arguments of a landing pad: the exception pointer and the
-/// selector, in the first two EH data registers.
+/// selector, in the first two EH data registers. A pad may take a prefix
+/// of them ([`is_landing_pad_args`]).
 pub const LANDING_PAD_ARGS: [BlockArg; 2] = [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
+
+/// Whether a catch item passing `args` goes to a landing pad: `args` are
+/// [`LANDING_PAD_ARGS`] or a prefix of them.
+pub fn is_landing_pad_args(args: impl IntoIterator<Item = BlockArg>) -> bool {
+    let mut expected = LANDING_PAD_ARGS.iter();
+    args.into_iter().all(|arg| expected.next() == Some(&arg))
+}
 
 /// The catch items of the `try_call` `inst` (context items skipped): each
 /// item's tag (`None` for `default`) and destination.
@@ -187,19 +197,18 @@ fn form_of(func: &Function, inst: Inst) -> TryCallForm {
     let mut pad = None;
     for (_, call) in catch_items(func, inst) {
         let block = call.block(pool);
-        if !call.args(pool).eq(LANDING_PAD_ARGS) {
-            let shown: Vec<String> = call.args(pool).map(|a| a.to_string()).collect();
+        if !is_landing_pad_args(call.args(pool)) {
             return TryCallForm::NotLandingPad(NotLandingPad::Arguments {
-                block: block.to_string(),
-                args: shown.join(", "),
+                block,
+                args: call.args(pool).collect(),
             });
         }
         match pad {
             None => pad = Some(block),
-            Some(p) if p != block => {
+            Some(first) if first != block => {
                 return TryCallForm::NotLandingPad(NotLandingPad::TwoPads {
-                    first: p.to_string(),
-                    second: block.to_string(),
+                    first,
+                    second: block,
                 });
             }
             Some(_) => {}

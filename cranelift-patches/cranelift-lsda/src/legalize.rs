@@ -4,9 +4,11 @@
 //! rewrites every `try_call` with catch items into the preferred
 //! landing-pad form: a single item `tagN: pad(exn0, exn1)`, where `tagN` is
 //! a clause-set tag the [`ClausePolicy`] interns for the call's whole
-//! clause list. The pad dispatches on the selector with
-//! `cranelift_frontend::Switch` to the original destinations with their
-//! original arguments. One item means one edge trampoline per call site,
+//! clause list. The pad dispatches on the selector to the original
+//! destinations with their original arguments: a `brif` for two
+//! selectors, a `br_table` for a dense run, `cranelift_frontend::Switch`
+//! otherwise; a pad with one destination takes no selector. Calls already
+//! in that form are left alone. One item means one edge trampoline per call site,
 //! however many clauses are active; `context` items are dropped, since an
 //! LSDA has no use for them.
 //!
@@ -15,15 +17,16 @@
 
 use crate::{
     Clause, ClausePolicy, FormError, LANDING_PAD_ARGS, LsdaResult, PreparedFunction, TryCallForm,
-    TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form, normalize_clauses,
-    type_table_of,
+    TryCallReport, TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form,
+    is_landing_pad_args, normalize_clauses, type_table_of,
 };
 use alloc::collections::BTreeMap;
 use alloc::string::ToString;
 use alloc::vec::Vec;
+use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     Block, BlockArg, BlockCall, ExceptionTableData, ExceptionTableItem, ExceptionTag, Function,
-    Inst, InstBuilder,
+    Inst, InstBuilder, JumpTableData, types,
 };
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
@@ -56,10 +59,22 @@ pub fn legalize_landing_pads(
     if verify {
         cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidInput)?;
     }
+    let reports = analyze_landing_pads(func, isa)?;
+    // Nothing to rewrite when every call with handlers already has one
+    // catch item to a landing pad (a front end's lowering, Rust-style
+    // calls, or no handlers at all): only the check.
+    let rewritten = |r: &&TryCallReport| match r.form {
+        TryCallForm::NoHandlers => false,
+        TryCallForm::LandingPad(_) => catch_items(func, r.inst).nth(1).is_some(),
+        _ => true,
+    };
+    if !reports.iter().any(|r| rewritten(&r)) {
+        return check_landing_pad_form(func, isa, policy);
+    }
     // The type table is fixed before any pad is built, so each pad's
     // selectors are final.
     let types = type_table_of(func, policy)?;
-    let calls: Vec<Inst> = analyze_landing_pads(func, isa)?
+    let calls: Vec<Inst> = reports
         .into_iter()
         .filter(|r| r.form != TryCallForm::NoHandlers)
         .map(|r| r.inst)
@@ -133,7 +148,8 @@ pub fn legalize_landing_pads(
         });
     }
     for (inst, target) in of_call {
-        replace_items(func, inst, targets[target].0, pads[target]);
+        let (pad, params) = pads[target];
+        replace_items(func, inst, targets[target].0, pad, params);
     }
 
     if verify {
@@ -219,22 +235,32 @@ fn dispatch_of(
     Ok(dispatch)
 }
 
-/// The destination itself when every selector goes to one block that
-/// already takes `(exn0, exn1)`: it is a pad, only the items collapse.
-fn single_pad(dispatch: &Dispatch) -> Option<Block> {
+/// The destination itself, and how many of `(exn0, exn1)` it takes, when
+/// every selector goes to one block that takes a prefix of them: it is a
+/// pad, only the items collapse.
+fn single_pad(dispatch: &Dispatch) -> Option<(Block, usize)> {
     let first = dispatch.values().next()?;
     let all_same = dispatch.values().all(|d| d == first);
-    (all_same && first.args == LANDING_PAD_ARGS).then_some(first.block)
+    (all_same && is_landing_pad_args(first.args.iter().copied()))
+        .then_some((first.block, first.args.len()))
 }
 
-/// Replace the catch items of `inst` with the single item `set_tag: pad`.
-fn replace_items(func: &mut Function, inst: Inst, set_tag: ExceptionTag, pad: Block) {
+/// Replace the catch items of `inst` with the single item `set_tag: pad`,
+/// passing the first `params` of `(exn0, exn1)`.
+fn replace_items(
+    func: &mut Function,
+    inst: Inst,
+    set_tag: ExceptionTag,
+    pad: Block,
+    params: usize,
+) {
     let Some(et) = func.dfg.insts[inst].exception_table() else {
         return;
     };
     let table = &func.dfg.exception_tables[et];
     let (sig, normal_return) = (table.signature(), *table.normal_return());
-    let pad_call = BlockCall::new(pad, LANDING_PAD_ARGS, &mut func.dfg.value_lists);
+    let args = &LANDING_PAD_ARGS[..params];
+    let pad_call = BlockCall::new(pad, args.iter().copied(), &mut func.dfg.value_lists);
     func.dfg.exception_tables[et] = ExceptionTableData::new(
         sig,
         normal_return,
@@ -243,34 +269,16 @@ fn replace_items(func: &mut Function, inst: Inst, set_tag: ExceptionTag, pad: Bl
 }
 
 /// Build `pad(exn0, exn1)`: dispatch on the selector `exn1` to each
-/// destination, passing it its original arguments.
+/// destination, passing it its original arguments. A pad with one
+/// destination takes only the prefix of `(exn0, exn1)` it passes on: no
+/// selector the register allocator would carry for nothing. Returns the pad
+/// and how many parameters it has.
 fn build_pad(
     func: &mut Function,
     builder_ctx: &mut FunctionBuilderContext,
     isa: &dyn TargetIsa,
     dispatch: &Dispatch,
-) -> LsdaResult<Block> {
-    let ptr = isa.pointer_type();
-    // Every block made here (the pad, its edges, the switch's own) is
-    // reached only by exceptions.
-    let first_new = func.dfg.num_blocks();
-    let mut b = FunctionBuilder::new(func, builder_ctx);
-    let pad = b.create_block();
-    let exn0 = b.append_block_param(pad, ptr);
-    let exn1 = b.append_block_param(pad, ptr);
-    b.switch_to_block(pad);
-
-    let map_args = |args: &[BlockArg]| -> LsdaResult<Vec<BlockArg>> {
-        args.iter()
-            .map(|a| match a {
-                BlockArg::Value(v) => Ok(BlockArg::Value(*v)),
-                BlockArg::TryCallExn(0) => Ok(BlockArg::Value(exn0)),
-                BlockArg::TryCallExn(1) => Ok(BlockArg::Value(exn1)),
-                other => Err(FormError::UnmappableArgument(alloc::format!("{other}")).into()),
-            })
-            .collect()
-    };
-
+) -> LsdaResult<(Block, usize)> {
     // Distinct destinations, in selector order; the last one is the
     // switch's fallback, since the personality delivers no other selector.
     let mut distinct: Vec<&Destination> = Vec::new();
@@ -279,11 +287,85 @@ fn build_pad(
             distinct.push(dest);
         }
     }
+    let params = match distinct[..] {
+        [only] => only.args.iter().fold(0, |params, arg| match arg {
+            BlockArg::TryCallExn(n) => params.max(usize::try_from(*n).unwrap_or(0) + 1),
+            _ => params,
+        }),
+        _ => LANDING_PAD_ARGS.len(),
+    }
+    .min(LANDING_PAD_ARGS.len());
+
+    let ptr = isa.pointer_type();
+    // Every block made here (the pad, its edges, the switch's own) is
+    // reached only by exceptions.
+    let first_new = func.dfg.num_blocks();
+    let mut b = FunctionBuilder::new(func, builder_ctx);
+    let pad = b.create_block();
+    let exn: Vec<_> = (0..params)
+        .map(|_| b.append_block_param(pad, ptr))
+        .collect();
+    b.switch_to_block(pad);
+
+    let map_args = |args: &[BlockArg]| -> LsdaResult<Vec<BlockArg>> {
+        args.iter()
+            .map(|a| match a {
+                BlockArg::Value(v) => Ok(BlockArg::Value(*v)),
+                BlockArg::TryCallExn(n) if (*n as usize) < exn.len() => {
+                    Ok(BlockArg::Value(exn[*n as usize]))
+                }
+                other => Err(FormError::UnmappableArgument(alloc::format!("{other}")).into()),
+            })
+            .collect()
+    };
+    // The personality delivers only the selectors of `dispatch`: no range
+    // checks. Two selectors are one `brif`; a dense run of them one
+    // `br_table` straight to the destinations; anything else a `Switch`.
+    let (lowest, highest) = match (dispatch.keys().next(), dispatch.keys().next_back()) {
+        (Some(&lowest), Some(&highest)) => (lowest, highest),
+        _ => (0, 0),
+    };
+    if lowest < 0 {
+        return Err(FormError::NegativeSelector(lowest).into());
+    }
+    let dense = highest - lowest + 1 == dispatch.len() as i64;
     match distinct[..] {
         [] => {}
         [only] => {
             let args = map_args(&only.args)?;
             b.ins().jump(only.block, &args);
+        }
+        [_, _] if dispatch.len() == 2 => {
+            let (low, high) = (&dispatch[&lowest], &dispatch[&highest]);
+            let (low_args, high_args) = (map_args(&low.args)?, map_args(&high.args)?);
+            let is_high = if (lowest, highest) == (0, 1) {
+                exn[1]
+            } else {
+                b.ins().icmp_imm_s(IntCC::Equal, exn[1], highest)
+            };
+            b.ins()
+                .brif(is_high, high.block, &high_args, low.block, &low_args);
+        }
+        _ if dense => {
+            let offset = if lowest == 0 {
+                exn[1]
+            } else {
+                b.ins().iadd_imm_s(exn[1], -lowest)
+            };
+            let index = if ptr == types::I32 {
+                offset
+            } else {
+                b.ins().ireduce(types::I32, offset)
+            };
+            let mut table = Vec::with_capacity(dispatch.len());
+            for dest in dispatch.values() {
+                let args = map_args(&dest.args)?;
+                table.push(b.func.dfg.block_call(dest.block, &args));
+            }
+            // Every index is in the table; the default is never taken.
+            let default = *table.last().expect("dispatch has two selectors or more");
+            let jt = b.create_jump_table(JumpTableData::new(default, &table));
+            b.ins().br_table(index, jt);
         }
         [.., _] => {
             let mut edges: Vec<Block> = Vec::new();
@@ -300,12 +382,11 @@ fn build_pad(
             for (selector, dest) in dispatch {
                 let edge = edges[distinct.iter().position(|d| *d == dest).unwrap_or(0)];
                 if edge != fallback {
-                    let key = u128::try_from(*selector)
-                        .map_err(|_| FormError::NegativeSelector(*selector))?;
-                    switch.set_entry(key, edge);
+                    // Not negative: checked above.
+                    switch.set_entry(*selector as u128, edge);
                 }
             }
-            switch.emit(&mut b, exn1, fallback);
+            switch.emit(&mut b, exn[1], fallback);
         }
     }
     // Laid out after the normal path, as C++ compilers place landing
@@ -317,5 +398,5 @@ fn build_pad(
     // Sealing last: the switch adds predecessors to the edge blocks.
     b.seal_all_blocks();
     b.finalize(isa.frontend_config());
-    Ok(pad)
+    Ok((pad, params))
 }

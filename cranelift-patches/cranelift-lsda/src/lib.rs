@@ -79,7 +79,7 @@ codegen_part! {
     pub use landing_pad::{
         LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
         call_conv_has_landing_pads, catch_items, check_isa, check_landing_pad_form,
-        try_call_clauses, type_table_of,
+        is_landing_pad_args, try_call_clauses, type_table_of,
     };
     pub use policy::{
         CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,

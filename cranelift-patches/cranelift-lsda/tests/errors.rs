@@ -92,12 +92,16 @@ fn policy_errors() {
 #[test]
 fn landing_pad_form_errors() {
     let policy = cxx_policy();
+    // A pad may take a prefix of (exn0, exn1), nothing else.
     let (func, isa) = parse(&try_call("tag1: block2(exn0)"));
+    check_landing_pad_form(&func, &*isa, &policy).unwrap();
+    let (func, isa) = parse(&try_call("tag1: block2(exn1)"));
     let err = check_landing_pad_form(&func, &*isa, &policy).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "`try_call fn0(v0), sig0, block1(ret0), [ tag1: block2(exn0) ]` is not in landing-pad \
-         form (block2 receives (exn0) instead of (exn0, exn1)); run the legalization pass first"
+        "`try_call fn0(v0), sig0, block1(ret0), [ tag1: block2(exn1) ]` is not in landing-pad \
+         form (block2 receives (exn1) instead of (exn0, exn1) or a prefix of it); run the \
+         legalization pass first"
     );
     let (func, isa) = parse(&try_call(
         "tag1: block3(exn0, exn1), tag2: block4(exn0, exn1)",

@@ -110,20 +110,7 @@ pub fn count_worker(args: &[String]) {
 /// Instructions per iteration of loop `name`, from two callgrind runs
 /// whose difference is 10,000 iterations (set-up cancels out).
 fn instructions_per_iteration(name: &str) -> Option<f64> {
-    let run = |n: i64| -> Option<f64> {
-        let out = std::process::Command::new("valgrind")
-            .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-            .arg(std::env::current_exe().unwrap())
-            .args(["--worker", "count", name, &n.to_string()])
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            return None;
-        }
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let collected = stderr.lines().find_map(|l| l.split("Collected :").nth(1))?;
-        collected.trim().parse().ok()
-    };
+    let run = |n: i64| crate::callgrind(&["count".into(), name.into(), n.to_string()], None);
     Some((run(11_000)? - run(1_000)?) / 10_000.0)
 }
 

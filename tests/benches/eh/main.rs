@@ -27,6 +27,9 @@ mod shapes;
 mod size;
 mod throw;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 /// How long the measured parts run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -118,6 +121,85 @@ impl Row {
     }
 }
 
+/// Instructions this binary executes as `--worker ARGS...` under
+/// `valgrind --tool=callgrind` (the machine has no hardware counters), or
+/// only inside the functions matching `inside`; `None` when valgrind does
+/// not run.
+pub fn callgrind(worker_args: &[String], inside: Option<&str>) -> Option<f64> {
+    let mut command = std::process::Command::new("valgrind");
+    command.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]);
+    if let Some(pattern) = inside {
+        command.args([
+            "--collect-atstart=no",
+            &format!("--toggle-collect={pattern}"),
+        ]);
+    }
+    let out = command
+        .arg(std::env::current_exe().unwrap())
+        .arg("--worker")
+        .args(worker_args)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let collected = stderr.lines().find_map(|l| l.split("Collected :").nth(1))?;
+    collected.trim().parse().ok()
+}
+
+/// The system allocator, counting the bytes live and their peak.
+struct CountingAllocator;
+
+static HEAP_LIVE: AtomicUsize = AtomicUsize::new(0);
+static HEAP_PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn heap_grew(size: usize) {
+    let live = HEAP_LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    HEAP_PEAK.fetch_max(live, Ordering::Relaxed);
+}
+
+// SAFETY: every call is forwarded unchanged to `System`, which upholds the
+// `GlobalAlloc` contract; the counters only observe sizes.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded with the caller's layout.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            heap_grew(layout.size());
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` was allocated by `System` with `layout`.
+        unsafe { System.dealloc(ptr, layout) };
+        HEAP_LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` was allocated by `System` with `layout`.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            HEAP_LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+            heap_grew(new_size);
+        }
+        new
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+/// The most heap `f` held at once beyond what was live before it (run it
+/// alone: other threads' allocations count too).
+pub fn heap_peak_during(f: impl FnOnce()) -> usize {
+    let before = HEAP_LIVE.load(Ordering::Relaxed);
+    HEAP_PEAK.store(before, Ordering::Relaxed);
+    f();
+    HEAP_PEAK.load(Ordering::Relaxed) - before
+}
+
 /// The geometric mean of `values`.
 pub fn geomean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
@@ -138,21 +220,26 @@ fn main() {
             "throw-jit" => throw::worker(mode),
             "registration" => registration::worker(mode),
             "count" => dispatch::count_worker(&args[at + 2..]),
+            "compile" => compile_time::worker(&args[at + 2..]),
             other => panic!("unknown worker part `{other}`"),
         }
         return;
     }
     // `cargo bench` passes `--bench`; anything else unknown is a mistake.
     let (mut mode, mut check, mut write_docs) = (Mode::Full, false, false);
-    for arg in &args {
+    let mut only: Option<String> = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--smoke" => mode = Mode::Smoke,
             "--check" => check = true,
             "--write-docs" => write_docs = true,
+            "--part" => only = args.next().cloned(),
             "--bench" => {}
             other => {
                 eprintln!(
-                    "eh bench: unknown argument `{other}` (expected --smoke, --check, --write-docs)"
+                    "eh bench: unknown argument `{other}` \
+                     (expected --smoke, --check, --write-docs, --part NAME)"
                 );
                 std::process::exit(2);
             }
@@ -160,6 +247,10 @@ fn main() {
     }
     if write_docs && mode == Mode::Smoke {
         eprintln!("eh bench: --write-docs needs the full run (its times go into the docs)");
+        std::process::exit(2);
+    }
+    if only.is_some() && (write_docs || check) {
+        eprintln!("eh bench: --part runs one part, and the docs and the gate need them all");
         std::process::exit(2);
     }
     let start = std::time::Instant::now();
@@ -173,6 +264,12 @@ fn main() {
         ("normal path and dispatch", dispatch::rows),
     ];
     for (name, part) in parts {
+        if only
+            .as_ref()
+            .is_some_and(|only| !name.contains(only.as_str()))
+        {
+            continue;
+        }
         let part_start = std::time::Instant::now();
         rows.extend(part(mode));
         eprintln!(

@@ -167,6 +167,23 @@ pub fn corpus() -> Vec<Shape> {
     shapes
 }
 
+/// The compile-time cases: the corpus, 1,000 calls with 4 catches each
+/// (between the corpus's 1 and 16), and functions without any `try_call`.
+pub fn compile_cases() -> Vec<Shape> {
+    let mut cases = corpus();
+    cases.push(Shape::new(
+        "1000 calls, 4 catches",
+        vec![region(1000, &catches(4))],
+    ));
+    for calls in [10, 1000] {
+        cases.push(Shape::new(
+            format!("{calls} plain calls, no try_call"),
+            vec![region(calls, &[])],
+        ));
+    }
+    cases
+}
+
 /// The typeinfo symbol of `T<n>`.
 pub fn typeinfo(n: u32) -> String {
     let name = format!("T{n}");

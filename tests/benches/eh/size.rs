@@ -161,7 +161,7 @@ fn sizes(shape: &Shape) -> Sizes {
 }
 
 /// `isa` with `is_pic` on, as `clif-eh` compiles objects.
-fn pic(isa: &OwnedTargetIsa) -> OwnedTargetIsa {
+pub fn pic(isa: &OwnedTargetIsa) -> OwnedTargetIsa {
     let mut flags = settings::builder();
     for value in isa.flags().iter() {
         flags.set(value.name, &value.value_string()).unwrap();
