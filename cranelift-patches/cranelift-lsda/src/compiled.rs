@@ -31,9 +31,13 @@ pub fn call_sites_from_compiled<'a>(
     let mut out = Vec::new();
     // Call sites with the same handler tags share one clause list.
     let mut lists: BTreeMap<Vec<Option<ExceptionTag>>, ClauseList> = BTreeMap::new();
+    // The tags and list of the last call site with handlers: neighbouring
+    // calls usually have the same, and then nothing is looked up.
+    let mut last: Option<(Vec<Option<ExceptionTag>>, ClauseList)> = None;
+    let mut tags = Vec::new();
     for site in call_sites {
         let mut pad: Option<u32> = None;
-        let mut tags = Vec::new();
+        tags.clear();
         for handler in site.exception_handlers {
             let (offset, tag) = match *handler {
                 FinalizedMachExceptionHandler::Tag(tag, offset) => (offset, Some(tag)),
@@ -55,15 +59,22 @@ pub fn call_sites_from_compiled<'a>(
         let landing_pad = match pad {
             None => None,
             Some(offset) => {
-                let clauses = match lists.get(&tags) {
-                    Some(list) => list.clone(),
-                    None => {
-                        let mut clauses = Vec::new();
-                        for tag in &tags {
-                            clauses.extend_from_slice(policy.item_clauses(*tag)?);
-                        }
-                        let list = ClauseList::new(clauses)?;
-                        lists.insert(tags, list.clone());
+                let clauses = match &last {
+                    Some((last_tags, list)) if *last_tags == tags => list.clone(),
+                    _ => {
+                        let list = match lists.get(&tags) {
+                            Some(list) => list.clone(),
+                            None => {
+                                let mut clauses = Vec::new();
+                                for tag in &tags {
+                                    clauses.extend_from_slice(policy.item_clauses(*tag)?);
+                                }
+                                let list = ClauseList::new(clauses)?;
+                                lists.insert(tags.clone(), list.clone());
+                                list
+                            }
+                        };
+                        last = Some((tags.clone(), list.clone()));
                         list
                     }
                 };

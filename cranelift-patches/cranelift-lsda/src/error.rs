@@ -146,7 +146,7 @@ impl fmt::Display for NotLandingPad {
                     let separator = if i == 0 { "" } else { ", " };
                     write!(f, "{separator}{arg}")?;
                 }
-                write!(f, ") instead of (exn0, exn1) or a prefix of it")
+                write!(f, ") instead of (exn0, exn1) or a prefix of them")
             }
             Self::TwoPads { first, second } => {
                 write!(f, "catch items go to both {first} and {second}")

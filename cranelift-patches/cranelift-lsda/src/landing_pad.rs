@@ -173,16 +173,15 @@ pub fn analyze_landing_pads(
     let mut reports = Vec::new();
     let no_selectors: Arc<[(Clause, i64)]> = Arc::from([]);
     for (inst, et) in try_calls(func) {
+        let form = form_of(func, inst);
         let call_conv = func.dfg.signatures[func.dfg.exception_tables[et].signature()].call_conv;
-        let has_catch = catch_items(func, inst).next().is_some();
-        if has_catch && !call_conv_has_landing_pads(isa, call_conv) {
+        if form != TryCallForm::NoHandlers && !call_conv_has_landing_pads(isa, call_conv) {
             return Err(FormError::UnsupportedCallConv {
                 inst: inst_text(func, inst),
                 call_conv,
             }
             .into());
         }
-        let form = form_of(func, inst);
         reports.push(TryCallReport {
             inst,
             form,
@@ -194,27 +193,32 @@ pub fn analyze_landing_pads(
 
 fn form_of(func: &Function, inst: Inst) -> TryCallForm {
     let pool = &func.dfg.value_lists;
-    let mut pad = None;
+    let mut pad: Option<BlockCall> = None;
     for (_, call) in catch_items(func, inst) {
         let block = call.block(pool);
-        if !is_landing_pad_args(call.args(pool)) {
+        // Every item passes the pad the same prefix (the verifier, which may
+        // be off, would also refuse different arities).
+        let same_as_first = pad.is_none_or(|first| call.args(pool).eq(first.args(pool)));
+        if !is_landing_pad_args(call.args(pool)) || !same_as_first {
             return TryCallForm::NotLandingPad(NotLandingPad::Arguments {
                 block,
                 args: call.args(pool).collect(),
             });
         }
         match pad {
-            None => pad = Some(block),
-            Some(first) if first != block => {
+            None => pad = Some(call),
+            Some(first) if first.block(pool) != block => {
                 return TryCallForm::NotLandingPad(NotLandingPad::TwoPads {
-                    first,
+                    first: first.block(pool),
                     second: block,
                 });
             }
             Some(_) => {}
         }
     }
-    pad.map_or(TryCallForm::NoHandlers, TryCallForm::LandingPad)
+    pad.map_or(TryCallForm::NoHandlers, |call| {
+        TryCallForm::LandingPad(call.block(pool))
+    })
 }
 
 /// The function's type table: every type entry of its `try_call`s'

@@ -6,9 +6,10 @@
 //! a clause-set tag the [`ClausePolicy`] interns for the call's whole
 //! clause list. The pad dispatches on the selector to the original
 //! destinations with their original arguments: a `brif` for two
-//! selectors, a `br_table` for a dense run, `cranelift_frontend::Switch`
-//! otherwise; a pad with one destination takes no selector. Calls already
-//! in that form are left alone. One item means one edge trampoline per call site,
+//! selectors, a `br_table` for a dense run, compares otherwise; a pad with
+//! one destination takes no selector. Calls already in that form are left
+//! alone. Pads are appended with a cursor: the function is finished IR,
+//! not one being built. One item means one edge trampoline per call site,
 //! however many clauses are active; `context` items are dropped, since an
 //! LSDA has no use for them.
 //!
@@ -20,16 +21,16 @@ use crate::{
     TryCallReport, TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form,
     is_landing_pad_args, normalize_clauses, type_table_of,
 };
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::ToString;
 use alloc::vec::Vec;
+use cranelift_codegen::cursor::{Cursor, FuncCursor};
 use cranelift_codegen::ir::condcodes::IntCC;
 use cranelift_codegen::ir::{
     Block, BlockArg, BlockCall, ExceptionTableData, ExceptionTableItem, ExceptionTag, Function,
-    Inst, InstBuilder, JumpTableData, types,
+    Inst, InstBuilder, JumpTableData, Value, types,
 };
 use cranelift_codegen::isa::TargetIsa;
-use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch};
 
 /// A catch destination: a block and the arguments the item passed to it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -60,15 +61,7 @@ pub fn legalize_landing_pads(
         cranelift_codegen::verify_function(func, isa).map_err(FormError::InvalidInput)?;
     }
     let reports = analyze_landing_pads(func, isa)?;
-    // Nothing to rewrite when every call with handlers already has one
-    // catch item to a landing pad (a front end's lowering, Rust-style
-    // calls, or no handlers at all): only the check.
-    let rewritten = |r: &&TryCallReport| match r.form {
-        TryCallForm::NoHandlers => false,
-        TryCallForm::LandingPad(_) => catch_items(func, r.inst).nth(1).is_some(),
-        _ => true,
-    };
-    if !reports.iter().any(|r| rewritten(&r)) {
+    if !needs_rewrite(func, &reports) {
         return check_landing_pad_form(func, isa, policy);
     }
     // The type table is fixed before any pad is built, so each pad's
@@ -128,23 +121,18 @@ pub fn legalize_landing_pads(
         last = Some((items, target));
     }
 
-    // A destination that already takes `(exn0, exn1)` is a pad for one
-    // call. Several calls get a pad of their own even then: Cranelift gives
-    // each exception edge a trampoline for the payload's moves, so calls
-    // landing on the destination directly would get distinct landing pads
-    // (and call-site records); a pad whose parameters only flow on takes
-    // the payload where it arrives, its edges stay empty and fold away, and
-    // the calls share one landing pad and one record.
+    // A destination that already takes a prefix of `(exn0, exn1)` is a pad,
+    // for several calls too unless it takes the selector
+    // (`forwards_selector`).
     let mut uses = alloc::vec![0usize; targets.len()];
     for (_, target) in &of_call {
         uses[*target] += 1;
     }
-    let mut builder_ctx = FunctionBuilderContext::new();
     let mut pads = Vec::with_capacity(targets.len());
     for ((_, dispatch), uses) in targets.iter().zip(uses) {
         pads.push(match single_pad(dispatch) {
-            Some(pad) if uses == 1 => pad,
-            _ => build_pad(func, &mut builder_ctx, isa, dispatch)?,
+            Some(pad) if uses == 1 || !forwards_selector(pad.1) => pad,
+            _ => build_pad(func, isa, dispatch)?,
         });
     }
     for (inst, target) in of_call {
@@ -158,6 +146,43 @@ pub fn legalize_landing_pads(
     let prepared = check_landing_pad_form(func, isa, policy)?;
     debug_assert_eq!(prepared.types(), &types, "legalization kept the type table");
     Ok(prepared)
+}
+
+/// Whether several calls landing on a pad that takes `params` of
+/// `(exn0, exn1)` need a forwarding pad of their own. Cranelift splits each
+/// exception edge into a trampoline for the payload's moves: with `exn0`
+/// alone they stay empty and fold away, so the calls share one landing-pad
+/// offset and one call-site record anyway; with the selector too, register
+/// allocation puts a move in each, and only a pad whose parameters flow on
+/// keeps them empty (`filetests/lsda/shared-pad.clif`).
+fn forwards_selector(params: usize) -> bool {
+    params == LANDING_PAD_ARGS.len()
+}
+
+/// Whether the pass would change `func`: the full pass leaves a call alone
+/// only when it has one catch item, no `context` item, and a landing pad
+/// that no other call lands on or that takes no selector. Front ends'
+/// lowerings and Rust-style calls are usually in that form, and then the
+/// pass only checks them.
+fn needs_rewrite(func: &Function, reports: &[TryCallReport]) -> bool {
+    let mut shared_pads = BTreeSet::new();
+    reports.iter().any(|r| match r.form {
+        TryCallForm::NoHandlers => false,
+        TryCallForm::LandingPad(pad) => {
+            let Some(et) = func.dfg.insts[r.inst].exception_table() else {
+                return true;
+            };
+            let mut items = func.dfg.exception_tables[et].items();
+            let Some(ExceptionTableItem::Tag(_, call) | ExceptionTableItem::Default(call)) =
+                items.next()
+            else {
+                return true;
+            };
+            let params = call.args(&func.dfg.value_lists).count();
+            items.next().is_some() || (forwards_selector(params) && !shared_pads.insert(pad))
+        }
+        _ => true,
+    })
 }
 
 /// Whether the catch items of `inst` are `items`: the same tags to the
@@ -273,40 +298,52 @@ fn replace_items(
 /// destination takes only the prefix of `(exn0, exn1)` it passes on: no
 /// selector the register allocator would carry for nothing. Returns the pad
 /// and how many parameters it has.
+///
+/// The personality delivers only the selectors of `dispatch`, so nothing
+/// is range-checked and the last destination is the fallback: two
+/// selectors (Wasmer's `0, 1`, a cleanup and a catch) are one `brif`; a
+/// dense run (type filters `1..=n`) one `br_table` straight to the
+/// destinations, holes going to the fallback; a sparse set a chain of
+/// compares. Moves into the destinations' parameters sit on split edges
+/// that take the destination's coldness, so a handler block is best marked
+/// `cold` by its front end, as the pad is.
 fn build_pad(
     func: &mut Function,
-    builder_ctx: &mut FunctionBuilderContext,
     isa: &dyn TargetIsa,
     dispatch: &Dispatch,
 ) -> LsdaResult<(Block, usize)> {
-    // Distinct destinations, in selector order; the last one is the
-    // switch's fallback, since the personality delivers no other selector.
-    let mut distinct: Vec<&Destination> = Vec::new();
-    for dest in dispatch.values() {
-        if !distinct.contains(&dest) {
-            distinct.push(dest);
-        }
-    }
-    let params = match distinct[..] {
-        [only] => only.args.iter().fold(0, |params, arg| match arg {
-            BlockArg::TryCallExn(n) => params.max(usize::try_from(*n).unwrap_or(0) + 1),
-            _ => params,
-        }),
-        _ => LANDING_PAD_ARGS.len(),
-    }
-    .min(LANDING_PAD_ARGS.len());
+    // A selector per clause, and a clause list is never empty.
+    let (Some(&lowest), Some(&highest)) = (dispatch.keys().next(), dispatch.keys().next_back())
+    else {
+        unreachable!("a pad is built for a call with catch items")
+    };
+    let fallback = dispatch
+        .values()
+        .next_back()
+        .expect("dispatch is not empty");
+    let one_destination = dispatch.values().all(|d| d == fallback);
+    let params = if one_destination {
+        fallback
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                BlockArg::TryCallExn(n) => Some((*n as usize).saturating_add(1)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+            .min(LANDING_PAD_ARGS.len())
+    } else {
+        LANDING_PAD_ARGS.len()
+    };
 
     let ptr = isa.pointer_type();
-    // Every block made here (the pad, its edges, the switch's own) is
-    // reached only by exceptions.
-    let first_new = func.dfg.num_blocks();
-    let mut b = FunctionBuilder::new(func, builder_ctx);
-    let pad = b.create_block();
-    let exn: Vec<_> = (0..params)
-        .map(|_| b.append_block_param(pad, ptr))
+    let mut pos = FuncCursor::new(func);
+    let pad = cold_block(&mut pos);
+    pos.goto_bottom(pad);
+    let exn: Vec<Value> = (0..params)
+        .map(|_| pos.func.dfg.append_block_param(pad, ptr))
         .collect();
-    b.switch_to_block(pad);
-
     let map_args = |args: &[BlockArg]| -> LsdaResult<Vec<BlockArg>> {
         args.iter()
             .map(|a| match a {
@@ -318,85 +355,75 @@ fn build_pad(
             })
             .collect()
     };
-    // The personality delivers only the selectors of `dispatch`: no range
-    // checks. Two selectors are one `brif`; a dense run of them one
-    // `br_table` straight to the destinations; anything else a `Switch`.
-    let (lowest, highest) = match (dispatch.keys().next(), dispatch.keys().next_back()) {
-        (Some(&lowest), Some(&highest)) => (lowest, highest),
-        _ => (0, 0),
-    };
+    let fallback_args = map_args(&fallback.args)?;
+    if one_destination {
+        pos.ins().jump(fallback.block, &fallback_args);
+        return Ok((pad, params));
+    }
     if lowest < 0 {
         return Err(FormError::NegativeSelector(lowest).into());
     }
-    let dense = highest - lowest + 1 == dispatch.len() as i64;
-    match distinct[..] {
-        [] => {}
-        [only] => {
-            let args = map_args(&only.args)?;
-            b.ins().jump(only.block, &args);
+    let selector = exn[1];
+    let span = highest - lowest + 1;
+    if dispatch.len() == 2 {
+        let low = &dispatch[&lowest];
+        let low_args = map_args(&low.args)?;
+        // The selector is `lowest` or `highest`: when `lowest` is 0, any
+        // other value is `highest`.
+        let is_high = if lowest == 0 {
+            selector
+        } else {
+            pos.ins().icmp_imm_s(IntCC::Equal, selector, highest)
+        };
+        pos.ins().brif(
+            is_high,
+            fallback.block,
+            &fallback_args,
+            low.block,
+            &low_args,
+        );
+    } else if span <= 2 * dispatch.len() as i64 {
+        let offset = if lowest == 0 {
+            selector
+        } else {
+            pos.ins().iadd_imm_s(selector, -lowest)
+        };
+        // Selectors are type filters below 2^31 (`TypeTable`), Wasmer's
+        // and Rust's 0 and 1: an i32 index holds them.
+        debug_assert_eq!(ptr, types::I64, "check_isa admits 64-bit targets only");
+        let index = pos.ins().ireduce(types::I32, offset);
+        // `highest` goes to the fallback, the table's default.
+        let mut table = Vec::with_capacity(span as usize - 1);
+        for value in lowest..highest {
+            let dest = dispatch.get(&value).unwrap_or(fallback);
+            let args = map_args(&dest.args)?;
+            table.push(pos.func.dfg.block_call(dest.block, &args));
         }
-        [_, _] if dispatch.len() == 2 => {
-            let (low, high) = (&dispatch[&lowest], &dispatch[&highest]);
-            let (low_args, high_args) = (map_args(&low.args)?, map_args(&high.args)?);
-            let is_high = if (lowest, highest) == (0, 1) {
-                exn[1]
-            } else {
-                b.ins().icmp_imm_s(IntCC::Equal, exn[1], highest)
-            };
-            b.ins()
-                .brif(is_high, high.block, &high_args, low.block, &low_args);
+        let default = pos.func.dfg.block_call(fallback.block, &fallback_args);
+        let jt = pos
+            .func
+            .create_jump_table(JumpTableData::new(default, &table));
+        pos.ins().br_table(index, jt);
+    } else {
+        for (&value, dest) in dispatch.iter().filter(|(_, d)| *d != fallback) {
+            let args = map_args(&dest.args)?;
+            let is_this = pos.ins().icmp_imm_s(IntCC::Equal, selector, value);
+            let next = cold_block(&mut pos);
+            pos.ins().brif(is_this, dest.block, &args, next, &[]);
+            pos.goto_bottom(next);
         }
-        _ if dense => {
-            let offset = if lowest == 0 {
-                exn[1]
-            } else {
-                b.ins().iadd_imm_s(exn[1], -lowest)
-            };
-            let index = if ptr == types::I32 {
-                offset
-            } else {
-                b.ins().ireduce(types::I32, offset)
-            };
-            let mut table = Vec::with_capacity(dispatch.len());
-            for dest in dispatch.values() {
-                let args = map_args(&dest.args)?;
-                table.push(b.func.dfg.block_call(dest.block, &args));
-            }
-            // Every index is in the table; the default is never taken.
-            let default = *table.last().expect("dispatch has two selectors or more");
-            let jt = b.create_jump_table(JumpTableData::new(default, &table));
-            b.ins().br_table(index, jt);
-        }
-        [.., _] => {
-            let mut edges: Vec<Block> = Vec::new();
-            for dest in &distinct {
-                let args = map_args(&dest.args)?;
-                let edge = b.create_block();
-                b.switch_to_block(edge);
-                b.ins().jump(dest.block, &args);
-                edges.push(edge);
-            }
-            b.switch_to_block(pad);
-            let mut switch = Switch::new();
-            let fallback = edges[edges.len() - 1];
-            for (selector, dest) in dispatch {
-                let edge = edges[distinct.iter().position(|d| *d == dest).unwrap_or(0)];
-                if edge != fallback {
-                    // Not negative: checked above.
-                    switch.set_entry(*selector as u128, edge);
-                }
-            }
-            switch.emit(&mut b, exn[1], fallback);
-        }
+        pos.ins().jump(fallback.block, &fallback_args);
     }
-    // Laid out after the normal path, as C++ compilers place landing
-    // pads, so the calls of one region stay adjacent and their call-site
-    // records merge.
-    for index in first_new..b.func.dfg.num_blocks() {
-        b.set_cold_block(Block::from_u32(index as u32));
-    }
-    // Sealing last: the switch adds predecessors to the edge blocks.
-    b.seal_all_blocks();
-    b.finalize(isa.frontend_config());
     Ok((pad, params))
+}
+
+/// A new block at the end of the layout. Cold: reached only by
+/// exceptions, and laid out after the normal path as C++ compilers place
+/// landing pads, so the calls of one region stay adjacent and their
+/// call-site records merge.
+fn cold_block(pos: &mut FuncCursor) -> Block {
+    let block = pos.func.dfg.make_block();
+    pos.func.layout.append_block(block);
+    pos.func.layout.set_cold(block);
+    block
 }

@@ -100,7 +100,7 @@ fn landing_pad_form_errors() {
     assert_eq!(
         err.to_string(),
         "`try_call fn0(v0), sig0, block1(ret0), [ tag1: block2(exn1) ]` is not in landing-pad \
-         form (block2 receives (exn1) instead of (exn0, exn1) or a prefix of it); run the \
+         form (block2 receives (exn1) instead of (exn0, exn1) or a prefix of them); run the \
          legalization pass first"
     );
     let (func, isa) = parse(&try_call(

@@ -46,13 +46,16 @@ struct Reached {
     args: Vec<String>,
 }
 
-/// Follow the pad's branches for `selector`. Handles exactly what
-/// `cranelift_frontend::Switch` emits; anything else fails the test.
+/// Follow the pad's branches for `selector`. Handles what the pass emits
+/// (`brif`, `br_table`, compares, `ireduce`); anything else fails the test.
+/// A pad without a selector parameter ignores `selector`.
 fn follow(func: &Function, pad: Block, selector: u64, original_blocks: usize) -> Reached {
     let params = func.dfg.block_params(pad);
     let mut env: HashMap<Value, u64> = HashMap::new();
-    let exn0 = params[0];
-    env.insert(params[1], selector);
+    let exn0 = params.first().copied();
+    if let Some(&selector_param) = params.get(1) {
+        env.insert(selector_param, selector);
+    }
     let mut block = pad;
     let mask = |v: Value, x: u64| -> u64 {
         let bits = func.dfg.value_type(v).bits();
@@ -117,7 +120,7 @@ fn follow(func: &Function, pad: Block, selector: u64, original_blocks: usize) ->
                 let args: Vec<String> = call
                     .args(&func.dfg.value_lists)
                     .map(|a| match a {
-                        BlockArg::Value(v) if v == exn0 => "exn0".to_string(),
+                        BlockArg::Value(v) if Some(v) == exn0 => "exn0".to_string(),
                         BlockArg::Value(v) if env.contains_key(&v) => format!("{}", env[&v]),
                         BlockArg::Value(v) => v.to_string(),
                         other => other.to_string(),
@@ -207,7 +210,7 @@ block4(v5: i64, v6: i64):
 }";
 
 #[test]
-fn three_destinations_become_one_pad_with_a_switch() {
+fn three_destinations_become_one_pad_with_a_branch_table() {
     let (mut func, isa) = parse(THREE_WAY);
     let original_blocks = func.dfg.num_blocks();
     let mut policy = cxx_policy(DefaultAction::Cleanup);
@@ -418,4 +421,173 @@ fn every_isa_with_try_call_gets_a_single_pad() {
         legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
         assert_eq!(compile(&func, &isa).1, [1], "{target}");
     }
+}
+
+/// The one catch item of every `try_call` of `func`: its pad and arguments.
+fn pads(func: &Function) -> Vec<(Block, Vec<BlockArg>)> {
+    let mut out = Vec::new();
+    for block in func.layout.blocks() {
+        let inst = func.layout.last_inst(block).unwrap();
+        let Some(et) = func.dfg.insts[inst].exception_table() else {
+            continue;
+        };
+        let items: Vec<_> = func.dfg.exception_tables[et].items().collect();
+        assert_eq!(items.len(), 1, "{}", func.display());
+        let (ExceptionTableItem::Tag(_, call) | ExceptionTableItem::Default(call)) = items[0]
+        else {
+            panic!("a context item survived: {}", func.display())
+        };
+        let pool = &func.dfg.value_lists;
+        out.push((call.block(pool), call.args(pool).collect()));
+    }
+    out
+}
+
+/// `try_call`s with `items`, one call per entry, each returning to the
+/// next; handler blocks `block100 + n(v: i64)` return their argument.
+fn calls_with(items: &[&str], handlers: u32) -> String {
+    let mut text = String::from(
+        "set unwind_info=true\nset opt_level=speed\ntarget x86_64\n\
+         function %f(i64) -> i64 system_v {\n    sig0 = (i64) -> i64 system_v\n    fn0 = %g sig0\n\
+         block0(v0: i64):\n    jump block1(v0)\n",
+    );
+    for (i, items) in items.iter().enumerate() {
+        let n = i + 1;
+        text += &format!(
+            "block{n}(v{n}: i64):\n    try_call fn0(v{n}), sig0, block{}(ret0), [ {items} ]\n",
+            n + 1
+        );
+    }
+    let last = items.len() + 1;
+    text += &format!("block{last}(v{last}: i64):\n    return v{last}\n");
+    for h in 0..handlers {
+        text += &format!(
+            "block{}(v{}: i64) cold:\n    return v{}\n",
+            100 + h,
+            100 + h,
+            100 + h
+        );
+    }
+    text + "}"
+}
+
+/// Legalize `text` under `policy`, verify it, and follow every call's pad
+/// for each `(selector, block)`: it must reach `block100 + n` with exn0.
+fn legalized_dispatch(text: &str, policy: &mut ClausePolicy, expect: &[(u64, u32)]) -> Function {
+    let (mut func, isa) = parse(text);
+    let original_blocks = func.dfg.num_blocks();
+    legalize_landing_pads(&mut func, &*isa, policy).unwrap();
+    cranelift_codegen::verify_function(&func, &*isa).unwrap();
+    let (pad, _) = pads(&func).pop().unwrap();
+    for &(selector, handler) in expect {
+        assert_eq!(
+            follow(&func, pad, selector, original_blocks),
+            Reached {
+                block: Block::from_u32(100 + handler),
+                args: vec!["exn0".into()]
+            },
+            "selector {selector}:\n{}",
+            func.display()
+        );
+    }
+    compile(&func, &isa);
+    func
+}
+
+fn pad_insts(func: &Function) -> Vec<Opcode> {
+    let (pad, _) = pads(func).pop().unwrap();
+    func.layout
+        .block_insts(pad)
+        .map(|i| func.dfg.insts[i].opcode())
+        .collect()
+}
+
+#[test]
+fn a_cleanup_and_a_catch_are_one_brif_on_the_selector() {
+    // Selectors 0 (cleanup) and 1 (_ZTIi): `brif exn1` needs no compare.
+    let mut policy = cxx_policy(DefaultAction::Cleanup);
+    let text = calls_with(&["tag1: block100(exn0), default: block101(exn0)"], 2);
+    let func = legalized_dispatch(&text, &mut policy, &[(1, 0), (0, 1)]);
+    assert_eq!(pad_insts(&func), [Opcode::Brif]);
+    // Selectors 1 and 2: one compare with 2.
+    let mut policy = cxx_policy(DefaultAction::Cleanup);
+    let text = calls_with(&["tag1: block100(exn0), tag2: block101(exn0)"], 2);
+    let func = legalized_dispatch(&text, &mut policy, &[(1, 0), (2, 1)]);
+    assert_eq!(
+        pad_insts(&func),
+        [Opcode::Iconst, Opcode::Icmp, Opcode::Brif]
+    );
+}
+
+#[test]
+fn sparse_selectors_are_a_chain_of_compares() {
+    // Ten types in the type table (the first call lists them all); the
+    // second call catches types 1, 5 and 10: too sparse for a table.
+    let mut policy = ClausePolicy::new(DefaultAction::Cleanup, SelectorConvention::TypeFilter);
+    for n in 1..=10 {
+        policy
+            .define(
+                ExceptionTag::from_u32(n),
+                Clause::Catch(TypeEntry::symbol(format!("_ZTI2T{n}"))),
+            )
+            .unwrap();
+    }
+    let all: Vec<String> = (1..=10)
+        .map(|n| format!("tag{n}: block103(exn0)"))
+        .collect();
+    let first = all.join(", ");
+    let text = calls_with(
+        &[
+            &first,
+            "tag1: block100(exn0), tag5: block101(exn0), tag10: block102(exn0)",
+        ],
+        4,
+    );
+    let func = legalized_dispatch(&text, &mut policy, &[(1, 0), (5, 1), (10, 2)]);
+    assert!(
+        !pad_insts(&func).contains(&Opcode::BrTable),
+        "{}",
+        func.display()
+    );
+}
+
+#[test]
+fn a_pad_with_one_destination_takes_only_the_payload_it_passes_on() {
+    // Two calls land on block100(exn0), which takes no selector: they keep
+    // it as their pad (no forwarding pad; their trampolines fold away). The
+    // third call forces the rewrite.
+    let mut policy = cxx_policy(DefaultAction::Cleanup);
+    let text = calls_with(
+        &[
+            "tag1: block100(exn0)",
+            "tag1: block100(exn0)",
+            "tag1: block101(exn0), tag2: block102(exn0)",
+        ],
+        3,
+    );
+    let (mut func, isa) = parse(&text);
+    legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+    cranelift_codegen::verify_function(&func, &*isa).unwrap();
+    let pads = pads(&func);
+    assert_eq!(pads[0], pads[1], "the two calls share one pad");
+    assert_eq!(pads[0].1, [BlockArg::TryCallExn(0)]);
+    assert_eq!(func.dfg.block_params(pads[0].0).len(), 1);
+    // Both share one landing pad and, in the LSDA, one call-site record.
+    assert_eq!(compile(&func, &isa).1.len(), 3);
+}
+
+#[test]
+fn calls_already_in_form_are_only_checked_unless_they_share_a_pad() {
+    let mut policy = cxx_policy(DefaultAction::Cleanup);
+    // One call, one item, its own pad: nothing to do.
+    let text = calls_with(&["tag1: block100(exn0)"], 1);
+    let (mut func, isa) = parse(&text);
+    let before = func.display().to_string();
+    legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+    assert_eq!(func.display().to_string(), before);
+    // A `context` item is dropped, as the full pass drops it.
+    let text = calls_with(&["context v1, tag1: block100(exn0)"], 1);
+    let (mut func, isa) = parse(&text);
+    legalize_landing_pads(&mut func, &*isa, &mut policy).unwrap();
+    assert_eq!(pads(&func).len(), 1);
 }
