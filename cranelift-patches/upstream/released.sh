@@ -58,6 +58,9 @@ cp "$root/Cargo.toml" "$root/Cargo.lock" "$ws/"
 cp -r "$root/cranelift-patches/cranelift-lsda" "$root/cranelift-patches/clif-eh" "$ws/cranelift-patches/"
 cp -r "$root/tests" "$root/filetests" "$ws/"
 cp -r "$root/docs/examples" "$ws/docs/"
+# The docs' checks (transcripts, commands, paths) are about this
+# repository's files, which the copy leaves out; ./test.sh runs them.
+rm "$ws/cranelift-patches/clif-eh/tests/docs.rs"
 python3 - "$ws/Cargo.toml" <<'PY'
 import sys
 path = sys.argv[1]
@@ -78,7 +81,7 @@ start=$SECONDS
 log=$work/test.log
 status=0
 # cranelift-lsda takes the moved parts from the patched crates.
-(cd "$ws" && CARGO_TARGET_DIR=$out/target RUSTFLAGS="--cfg cranelift_lsda_upstream" cargo test --workspace --ignore-rust-version "$@") \
+(cd "$ws" && CARGO_TARGET_DIR=$out/target RUSTFLAGS="--cfg cranelift_lsda_upstream" cargo test --workspace --no-fail-fast --ignore-rust-version "$@") \
     >"$log" 2>&1 || status=$?
 grep -E "^test .*FAILED|panicked|^error" "$log" | head -20 >&2 || true
 awk '/^test result:/ { p += $4; f += $6 } /^filetests: [0-9]+ passed/ { p += $2; f += $4 }

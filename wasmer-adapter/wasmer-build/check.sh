@@ -73,5 +73,9 @@ if [ -e "$libunwind" ]; then
     wat_tests generic-lsda "generic-lsda, LLVM libunwind" "$llvm_runner_var=env LD_PRELOAD=$libunwind"
 fi
 
-"$target/release/bench-generic-lsda" --smoke --rounds 1
+if [ -d "$suite" ]; then
+    "$target/release/bench-generic-lsda" --smoke --rounds 1 --testsuite "$suite"
+else
+    "$target/release/bench-generic-lsda" --smoke --rounds 1
+fi
 echo "wasmer: total $((SECONDS - t0)) s"

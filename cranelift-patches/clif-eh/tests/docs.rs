@@ -362,8 +362,9 @@ fn counts_in_prose_are_recomputed() {
 
 /// Samples named `prefix*` against the output in the file
 /// `EH_SAMPLE_OUTPUT`: run by the script that printed it (`./test.sh` with
-/// `test-sh`, the `wasmer` stage with `wasmer`), never in the plain run,
-/// where there is no output to compare.
+/// `test-sh`, the `wasmer` stage with `wasmer`, the `upstream` stage with
+/// `upstream`), never in the plain run, where there is no output to
+/// compare.
 fn check_samples(prefix: &str) {
     let output = std::env::var("EH_SAMPLE_OUTPUT")
         .expect("EH_SAMPLE_OUTPUT names the output file of the script being checked");
@@ -399,4 +400,10 @@ fn samples_of_test_sh() {
 #[ignore = "run by wasmer-adapter/wasmer-build/check.sh with its output"]
 fn samples_of_the_wasmer_stage() {
     check_samples("wasmer");
+}
+
+#[test]
+#[ignore = "run by .ci/run's upstream stage with cranelift-patches/upstream/check.sh's output"]
+fn samples_of_the_upstream_stage() {
+    check_samples("upstream");
 }

@@ -153,8 +153,9 @@ fn eval(cond: IntCC, a: u64, b: u64) -> bool {
     }
 }
 
-/// The single catch item of a legalized try_call: (tag, pad block).
-fn single_item(func: &Function) -> Vec<(ExceptionTag, Block)> {
+/// The one catch item of every `try_call` of `func`: its tag (`None` for
+/// `default`), pad and arguments; a `context` item or a second item fails.
+fn catch_items(func: &Function) -> Vec<(Option<ExceptionTag>, Block, Vec<BlockArg>)> {
     let mut out = Vec::new();
     for block in func.layout.blocks() {
         let inst = func.layout.last_inst(block).unwrap();
@@ -163,14 +164,27 @@ fn single_item(func: &Function) -> Vec<(ExceptionTag, Block)> {
         };
         let items: Vec<_> = func.dfg.exception_tables[et].items().collect();
         assert_eq!(items.len(), 1, "{}", func.display());
-        let ExceptionTableItem::Tag(tag, call) = items[0] else {
-            panic!("not a tag item")
+        let (tag, call) = match items[0] {
+            ExceptionTableItem::Tag(tag, call) => (Some(tag), call),
+            ExceptionTableItem::Default(call) => (None, call),
+            ExceptionTableItem::Context(_) => panic!("a context item survived"),
         };
-        let args: Vec<_> = call.args(&func.dfg.value_lists).collect();
-        assert_eq!(args, [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)]);
-        out.push((tag, call.block(&func.dfg.value_lists)));
+        let pool = &func.dfg.value_lists;
+        out.push((tag, call.block(pool), call.args(pool).collect()));
     }
     out
+}
+
+/// The single catch item of a legalized try_call: (tag, pad block), the
+/// pad taking `(exn0, exn1)`.
+fn single_item(func: &Function) -> Vec<(ExceptionTag, Block)> {
+    catch_items(func)
+        .into_iter()
+        .map(|(tag, pad, args)| {
+            assert_eq!(args, [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)]);
+            (tag.expect("a tag item"), pad)
+        })
+        .collect()
 }
 
 /// Compile and return (code length, per try_call the number of handlers).
@@ -425,22 +439,10 @@ fn every_isa_with_try_call_gets_a_single_pad() {
 
 /// The one catch item of every `try_call` of `func`: its pad and arguments.
 fn pads(func: &Function) -> Vec<(Block, Vec<BlockArg>)> {
-    let mut out = Vec::new();
-    for block in func.layout.blocks() {
-        let inst = func.layout.last_inst(block).unwrap();
-        let Some(et) = func.dfg.insts[inst].exception_table() else {
-            continue;
-        };
-        let items: Vec<_> = func.dfg.exception_tables[et].items().collect();
-        assert_eq!(items.len(), 1, "{}", func.display());
-        let (ExceptionTableItem::Tag(_, call) | ExceptionTableItem::Default(call)) = items[0]
-        else {
-            panic!("a context item survived: {}", func.display())
-        };
-        let pool = &func.dfg.value_lists;
-        out.push((call.block(pool), call.args(pool).collect()));
-    }
-    out
+    catch_items(func)
+        .into_iter()
+        .map(|(_, pad, args)| (pad, args))
+        .collect()
 }
 
 /// `try_call`s with `items`, one call per entry, each returning to the
@@ -553,9 +555,8 @@ fn sparse_selectors_are_a_chain_of_compares() {
 
 #[test]
 fn a_pad_with_one_destination_takes_only_the_payload_it_passes_on() {
-    // Two calls land on block100(exn0), which takes no selector: they keep
-    // it as their pad (no forwarding pad; their trampolines fold away). The
-    // third call forces the rewrite.
+    // Two calls land on block100(exn0): they share a forwarding pad, which
+    // takes exn0 alone; the third call needs a dispatch.
     let mut policy = cxx_policy(DefaultAction::Cleanup);
     let text = calls_with(
         &[
@@ -570,6 +571,7 @@ fn a_pad_with_one_destination_takes_only_the_payload_it_passes_on() {
     cranelift_codegen::verify_function(&func, &*isa).unwrap();
     let pads = pads(&func);
     assert_eq!(pads[0], pads[1], "the two calls share one pad");
+    assert_ne!(pads[0].0, Block::from_u32(100), "a forwarding pad");
     assert_eq!(pads[0].1, [BlockArg::TryCallExn(0)]);
     assert_eq!(func.dfg.block_params(pads[0].0).len(), 1);
     // Both share one landing pad and, in the LSDA, one call-site record.

@@ -226,7 +226,7 @@ fn main() {
         return;
     }
     // `cargo bench` passes `--bench`; anything else unknown is a mistake.
-    let (mut mode, mut check, mut write_docs) = (Mode::Full, false, false);
+    let (mut mode, mut check, mut write_docs, mut accept_worse) = (Mode::Full, false, false, false);
     let mut only: Option<String> = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
@@ -234,12 +234,13 @@ fn main() {
             "--smoke" => mode = Mode::Smoke,
             "--check" => check = true,
             "--write-docs" => write_docs = true,
+            "--accept-worse" => accept_worse = true,
             "--part" => only = args.next().cloned(),
             "--bench" => {}
             other => {
                 eprintln!(
                     "eh bench: unknown argument `{other}` \
-                     (expected --smoke, --check, --write-docs, --part NAME)"
+                     (expected --smoke, --check, --write-docs [--accept-worse], --part NAME)"
                 );
                 std::process::exit(2);
             }
@@ -291,6 +292,16 @@ fn main() {
         println!("eh bench: missed: {} | {}", row.part, row.case);
     }
     if write_docs {
+        // Committing a worse deterministic figure is a decision, not a
+        // side effect of regenerating the tables.
+        let worse = report::worse_than_committed(&rows);
+        if !worse.is_empty() && !accept_worse {
+            for figure in &worse {
+                eprintln!("eh bench: worse than committed: {figure}");
+            }
+            eprintln!("eh bench: docs not written; --accept-worse records them anyway");
+            std::process::exit(1);
+        }
         if let Err(e) = report::write_docs(&rows, &summary) {
             eprintln!("eh bench: {e}");
             std::process::exit(1);

@@ -175,6 +175,21 @@ fn gates(rows: &[Row]) -> BTreeMap<&str, f64> {
         .collect()
 }
 
+/// This run's deterministic figures that are worse than the committed
+/// ones by more than [`TOLERANCE`] (a missing gate file: none).
+pub fn worse_than_committed(rows: &[Row]) -> Vec<String> {
+    let Ok(committed) = read(&repo_root().join(GATE_FILE)).and_then(|t| parse_gate(&t)) else {
+        return Vec::new();
+    };
+    gates(rows)
+        .into_iter()
+        .filter_map(|(key, value)| {
+            let old = *committed.get(key)?;
+            (value > old * (1.0 + TOLERANCE)).then(|| format!("{key}: {old} -> {value}"))
+        })
+        .collect()
+}
+
 /// Rewrite the docs' tables and the gate file from this run.
 pub fn write_docs(rows: &[Row], summary: &str) -> Result<(), ReportError> {
     let root = repo_root();

@@ -185,11 +185,7 @@ fn jit_figures(mode: Mode, library: &Path) -> String {
     let mut out = String::new();
     let iterations = mode.iterations(20_000) as i64;
     for frames in FRAMES {
-        let n = if frames == 100 {
-            iterations / 4 + 1
-        } else {
-            iterations
-        };
+        let n = throws_at(frames, iterations);
         for _ in 0..3 {
             // SAFETY: all three have the shapes of bench-throw.clif's.
             let (gxx_ns, clif, clif_in_cxx) = unsafe {
@@ -214,11 +210,7 @@ fn jit_figures(mode: Mode, library: &Path) -> String {
         // until the deregistration below.
         unsafe { __register_frame(eh_frame) };
         for frames in FRAMES {
-            let n = if frames == 100 {
-                iterations / 4 + 1
-            } else {
-                iterations
-            };
+            let n = throws_at(frames, iterations);
             for _ in 0..3 {
                 // SAFETY: g++'s catcher has the shape of bench-throw.clif's.
                 let ns = unsafe { gxx.best_ns(Some(gxx.gxx_catch), None, frames, n, 1) };
@@ -229,6 +221,15 @@ fn jit_figures(mode: Mode, library: &Path) -> String {
         unsafe { __deregister_frame(eh_frame) };
     }
     out
+}
+
+/// Throws per timed run through `frames` frames: fewer through 100.
+fn throws_at(frames: i64, iterations: i64) -> i64 {
+    if frames == 100 {
+        iterations / 4 + 1
+    } else {
+        iterations
+    }
 }
 
 unsafe extern "C" {
@@ -322,7 +323,7 @@ fn figure_rows(
             if let Some(target) = target {
                 row = row.target(target);
             }
-            if !how.starts_with("(c)") && frames == 10 && variant == "clif" {
+            if how.starts_with("(a)") && frames == 10 && variant == "clif" {
                 row = row.headline();
             }
             rows.push(row);

@@ -33,6 +33,10 @@ struct Args {
     /// Runs of each build (best kept).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// The spec test data (`../shared/testsuite`): every module of its
+    /// `.wast` files is compiled by both builds, one corpus ratio.
+    #[arg(long)]
+    testsuite: Option<std::path::PathBuf>,
 }
 
 const CLAUSES: [usize; 4] = [1, 4, 16, 64];
@@ -40,7 +44,7 @@ const CLAUSES: [usize; 4] = [1, 4, 16, 64];
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.measure {
-        measure(args.smoke);
+        measure(args.smoke, args.testsuite.as_deref());
         return ExitCode::SUCCESS;
     }
     match compare(&args) {
@@ -54,7 +58,7 @@ fn main() -> ExitCode {
 
 // ---- measuring one build ----
 
-fn measure(smoke: bool) {
+fn measure(smoke: bool, testsuite: Option<&std::path::Path>) {
     let scale = if smoke { 20 } else { 1 };
     for depth in [1, 10] {
         let ns = throw_latency(depth, 20_000 / scale);
@@ -88,6 +92,58 @@ fn measure(smoke: bool) {
     }
     let ms = compile_ms(4, 1000, if smoke { 1 } else { 5 });
     println!("compile_ms_1000_sites {ms:.2}");
+    if let Some(dir) = testsuite {
+        let modules = testsuite_modules(dir);
+        let ms = best_of(if smoke { 1 } else { 3 }, || {
+            let store = Store::new(engine());
+            let start = Instant::now();
+            for wasm in &modules {
+                // Modules the suite expects to be rejected fail on both
+                // builds alike (the spec runs show the same verdicts).
+                let _ = Module::new(&store, wasm);
+            }
+            start.elapsed().as_secs_f64() * 1e3
+        });
+        println!("testsuite_modules {}", modules.len());
+        println!("compile_ms_testsuite {ms:.2}");
+    }
+}
+
+/// Every module of the `.wast` files under `dir` that needs no proposal
+/// Wasmer 7.5's Cranelift backend lacks, as binaries.
+fn testsuite_modules(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("the testsuite directory reads") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "wast") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut modules = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("a .wast file reads");
+        let Ok(buffer) = wast::parser::ParseBuffer::new(&text) else {
+            continue;
+        };
+        let Ok(wast) = wast::parser::parse::<wast::Wast>(&buffer) else {
+            continue;
+        };
+        for directive in wast.directives {
+            if let wast::WastDirective::Module(mut module) = directive
+                && let Ok(wasm) = module.encode()
+                && wasmer_eh_runner::wast::missing_feature(&wasm).is_none()
+            {
+                modules.push(wasm);
+            }
+        }
+    }
+    modules
 }
 
 fn best_of<T: PartialOrd + Copy>(runs: usize, mut f: impl FnMut() -> T) -> T {
@@ -264,13 +320,16 @@ fn compile_ms(clauses: usize, calls: usize, runs: usize) -> f64 {
 
 type Figures = BTreeMap<String, f64>;
 
-fn run_side(side: &str, smoke: bool) -> Result<Figures, String> {
+fn run_side(side: &str, args: &Args) -> Result<Figures, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let path = exe.with_file_name(format!("bench-{side}"));
     let mut cmd = Command::new(&path);
     cmd.arg("--measure");
-    if smoke {
+    if args.smoke {
         cmd.arg("--smoke");
+    }
+    if let Some(dir) = &args.testsuite {
+        cmd.arg("--testsuite").arg(dir);
     }
     let out = cmd.output().map_err(|e| {
         format!(
@@ -309,8 +368,8 @@ fn keep_best(best: &mut Figures, run: Figures) {
 fn compare(args: &Args) -> Result<(), String> {
     let (mut stock, mut ours) = (Figures::new(), Figures::new());
     for _ in 0..args.rounds.max(1) {
-        keep_best(&mut stock, run_side("stock", args.smoke)?);
-        keep_best(&mut ours, run_side("generic-lsda", args.smoke)?);
+        keep_best(&mut stock, run_side("stock", args)?);
+        keep_best(&mut ours, run_side("generic-lsda", args)?);
     }
     let get = |f: &Figures, name: &str| {
         f.get(name)
@@ -384,6 +443,20 @@ fn compare(args: &Args) -> Result<(), String> {
         "ms",
         Some(1.0),
     )?;
+    if args.testsuite.is_some() {
+        let count = get(&stock, "testsuite_modules")?;
+        if count != get(&ours, "testsuite_modules")? {
+            return Err("the two builds read different testsuite modules".into());
+        }
+        row(
+            &format!("compile, every module of the spec testsuite ({count} modules)"),
+            "compile_ms_testsuite",
+            "ms",
+            None,
+        )?;
+    } else {
+        println!("| compile, spec testsuite | skipped: no --testsuite | | | — |");
+    }
     // The in-try_table call against the same call outside, within each build.
     for kind in ["call", "call_indirect", "call_import"] {
         for (side, f) in [("stock 7.5", &stock), ("generic-lsda", &ours)] {
