@@ -181,10 +181,7 @@ pub fn emit_object(
     isa: &OwnedTargetIsa,
     personality: &str,
 ) -> Result<Vec<u8>, ToolError> {
-    let isa = isa::lookup(isa.triple().clone())
-        .map_err(|e| ToolError::Codegen(e.to_string()))?
-        .finish(tables_flags(isa.flags(), true)?)
-        .map_err(|e| ToolError::Codegen(e.to_string()))?;
+    let isa = object_isa(isa)?;
     let builder = ObjectBuilder::new(isa.clone(), "clif-eh", default_libcall_names())
         .map_err(|e| ToolError::Codegen(e.to_string()))?;
     let policy = file.policy.clone();
@@ -195,6 +192,15 @@ pub fn emit_object(
     product
         .emit()
         .map_err(|e| ToolError::Codegen(format!("writing the object: {e}")))
+}
+
+/// `isa` as objects are compiled for: position-independent, with the
+/// exception-table setting on where the crates have it.
+pub fn object_isa(isa: &OwnedTargetIsa) -> Result<OwnedTargetIsa, ToolError> {
+    isa::lookup(isa.triple().clone())
+        .map_err(|e| ToolError::Codegen(e.to_string()))?
+        .finish(tables_flags(isa.flags(), true)?)
+        .map_err(|e| ToolError::Codegen(e.to_string()))
 }
 
 /// A JIT-compiled file, its tables registered.

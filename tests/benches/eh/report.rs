@@ -175,6 +175,12 @@ fn gates(rows: &[Row]) -> BTreeMap<&str, f64> {
         .collect()
 }
 
+/// Whether `value` is worse than the committed `old` beyond the tolerance
+/// (lower is better for every gated figure).
+fn is_worse(value: f64, old: f64) -> bool {
+    value > old * (1.0 + TOLERANCE)
+}
+
 /// This run's deterministic figures that are worse than the committed
 /// ones by more than [`TOLERANCE`] (a missing gate file: none).
 pub fn worse_than_committed(rows: &[Row]) -> Vec<String> {
@@ -185,7 +191,7 @@ pub fn worse_than_committed(rows: &[Row]) -> Vec<String> {
         .into_iter()
         .filter_map(|(key, value)| {
             let old = *committed.get(key)?;
-            (value > old * (1.0 + TOLERANCE)).then(|| format!("{key}: {old} -> {value}"))
+            is_worse(value, old).then(|| format!("{key}: {old} -> {value}"))
         })
         .collect()
 }
@@ -231,7 +237,7 @@ pub fn check(rows: &[Row], mode: Mode) -> Result<Vec<String>, Vec<String>> {
             None => failures.push(format!(
                 "{key} = {value}: not in {GATE_FILE}; run `{WRITE_DOCS}` and commit it"
             )),
-            Some(&old) if value > old * (1.0 + TOLERANCE) => failures.push(format!(
+            Some(&old) if is_worse(value, old) => failures.push(format!(
                 "{key}: {value} is worse than the committed {old} by {:.1} % (tolerance {:.0} %)",
                 (value / old - 1.0) * 100.0,
                 TOLERANCE * 100.0

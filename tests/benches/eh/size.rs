@@ -24,8 +24,6 @@ use crate::shapes::{self, Shape};
 use crate::{Mode, Row, geomean};
 use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
-use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_codegen::settings::{self, Configurable};
 use cranelift_lsda::{
     ActionTable, CallSite, CallSiteEncoding, Clause, DecodedAction, LsdaEncoding, TypeEncoding,
     TypeEntry, call_sites_from_compiled, endian_of, legalize_landing_pads, tables_for_compiled,
@@ -80,8 +78,8 @@ fn sizes(shape: &Shape) -> Sizes {
         .expect("a generated shape compiles");
     let ours = except_table_bytes(&object);
 
-    // The same compilation as the object's: position-independent code.
-    let isa = &pic(isa);
+    // The same compilation as the object's.
+    let isa = &clif_eh::module::object_isa(isa).expect("a generated shape's target");
     let mut policy = file.policy.clone();
     let mut func = file.functions[0].clone();
     let prepared = legalize_landing_pads(&mut func, &**isa, &mut policy).unwrap();
@@ -158,19 +156,6 @@ fn sizes(shape: &Shape) -> Sizes {
         cg_clif,
         wasmer: wasmer_len(&calls, code_len as u32),
     }
-}
-
-/// `isa` with `is_pic` on, as `clif-eh` compiles objects.
-pub fn pic(isa: &OwnedTargetIsa) -> OwnedTargetIsa {
-    let mut flags = settings::builder();
-    for value in isa.flags().iter() {
-        flags.set(value.name, &value.value_string()).unwrap();
-    }
-    flags.enable("is_pic").unwrap();
-    cranelift_codegen::isa::lookup(isa.triple().clone())
-        .unwrap()
-        .finish(settings::Flags::new(flags))
-        .unwrap()
 }
 
 /// Bytes of an LSDA with `call_sites` bytes of call-site table (its length
