@@ -282,7 +282,11 @@ fn paths_and_links_in_the_docs_exist() {
                     && !path.contains([' ', '<', '*', '{', '$'])
                     && (path.contains('/') || top.contains(path))
                     && (top.contains(first) || path.starts_with("../shared"));
-                if is_ours && !root().join(path).exists() {
+                // `../shared` is CI's test data beside the clone: checked
+                // where it is there (a bare clone elsewhere has none).
+                let shared_absent =
+                    path.starts_with("../shared") && !root().join("../shared").exists();
+                if is_ours && !shared_absent && !root().join(path).exists() {
                     missing.push(format!("{}:{line}: `{token}`", doc.display()));
                 }
             }
