@@ -4,14 +4,43 @@
 use crate::{
     Escaped, Outcome, cleanup_count, cxx_suite, expected_suite_outcomes, reset_cleanup_count,
 };
-use clif_eh::module::jit_file;
+use clif_eh::module::{JitFile, jit_file};
 use pretty_assertions::assert_eq;
 
+/// Where the JIT code goes and how its tables reach the unwinder.
+#[derive(Clone)]
+pub enum Placement {
+    /// cranelift-jit's own memory; tables `__register_frame`d (or
+    /// `_U_dyn_register`ed).
+    RegisterFrame,
+    /// Loader-known arenas (`cranelift-jit-arenas`).
+    #[cfg(not(cranelift_lsda_upstream))]
+    Arenas(cranelift_lsda::LoaderArenas),
+}
+
+impl Placement {
+    /// A fresh pool of arenas of the default size.
+    #[cfg(not(cranelift_lsda_upstream))]
+    pub fn arenas() -> Self {
+        Self::Arenas(cranelift_lsda::LoaderArenas::new().expect("an arena loads"))
+    }
+
+    /// `file` JIT-compiled and registered as this placement does it.
+    pub fn jit(&self, file: &clif_eh::EhFile, extra: &[(&str, *const u8)]) -> JitFile {
+        match self {
+            Self::RegisterFrame => jit_file(file, extra),
+            #[cfg(not(cranelift_lsda_upstream))]
+            Self::Arenas(arenas) => clif_eh::module::jit_file_in_arenas(file, extra, arenas),
+        }
+        .unwrap()
+    }
+}
+
 /// libstdc++ catches in JIT frames: the whole suite.
-pub fn libstdcxx_catches_in_jit_frames() {
+pub fn libstdcxx_catches_in_jit_frames(placement: &Placement) {
     let text = cxx_suite();
     let file = clif_eh::parse_file(&text).unwrap();
-    let jit = jit_file(&file, &[]).unwrap();
+    let jit = placement.jit(&file, &[]);
     let mut actual = Vec::new();
     for expected in expected_suite_outcomes() {
         let out = jit.call(&expected.function, expected.kind).unwrap();
@@ -77,9 +106,9 @@ block2(v2: i64):
 ";
 
 /// A Rust panic runs two Cranelift cleanup pads and reaches catch_unwind.
-pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
+pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind(placement: &Placement) {
     let file = clif_eh::parse_file(RUST_PANIC).unwrap();
-    let jit = jit_file(&file, &[("rust_may_panic", rust_may_panic as *const u8)]).unwrap();
+    let jit = placement.jit(&file, &[("rust_may_panic", rust_may_panic as *const u8)]);
     let code = jit.function_ptr("outer").unwrap();
     // SAFETY: `outer` is a finalized (i64) -> i64 system_v function whose
     // tables are registered; it may unwind, hence "C-unwind".
@@ -103,7 +132,11 @@ pub fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
 /// call throws, or not, as the suite says) while another thread compiles,
 /// registers, runs and frees modules, for `duration`. Every outcome must be
 /// the expected one; the figures are reported under `topic`.
-pub fn concurrent_throws_while_modules_register(topic: &str, duration: std::time::Duration) {
+pub fn concurrent_throws_while_modules_register(
+    placement: &Placement,
+    topic: &str,
+    duration: std::time::Duration,
+) {
     use std::sync::atomic::{AtomicBool, Ordering};
     const THREADS: usize = 8;
     let file = clif_eh::parse_file(&cxx_suite()).unwrap();
@@ -114,7 +147,7 @@ pub fn concurrent_throws_while_modules_register(topic: &str, duration: std::time
         let workers: Vec<_> = (0..THREADS)
             .map(|_| {
                 scope.spawn(|| {
-                    let jit = jit_file(&file, &[]).unwrap();
+                    let jit = placement.jit(&file, &[]);
                     let (mut calls, mut wrong) = (0u64, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
                         for e in &expected {
@@ -133,7 +166,7 @@ pub fn concurrent_throws_while_modules_register(topic: &str, duration: std::time
         let registrar = scope.spawn(|| {
             let mut registrations = 0u64;
             while start.elapsed() < duration {
-                let jit = jit_file(&file, &[]).unwrap();
+                let jit = placement.jit(&file, &[]);
                 assert_eq!(jit.call("catch_int", 1).unwrap().value, 1007);
                 // SAFETY: nothing of the module is used after this.
                 unsafe { jit.module.free_memory() };
@@ -273,11 +306,14 @@ pub fn unwinder_finds(pc: usize) -> bool {
 
 /// The unwinder (asked through `finds`) finds the tables while they are
 /// registered and not after the code is freed.
-pub fn tables_are_deregistered_before_the_code_is_freed(finds: fn(usize) -> bool) {
+pub fn tables_are_deregistered_before_the_code_is_freed(
+    placement: &Placement,
+    finds: fn(usize) -> bool,
+) {
     let text = cxx_suite();
     let file = clif_eh::parse_file(&text).unwrap();
     for _ in 0..3 {
-        let jit = jit_file(&file, &[]).unwrap();
+        let jit = placement.jit(&file, &[]);
         let pc = jit.function_ptr("catch_base").unwrap().wrapping_add(1);
         assert!(finds(pc as usize), "registered FDE not found");
         assert_eq!(jit.call("catch_base", 2).unwrap().escaped, Escaped::Nothing);

@@ -16,15 +16,29 @@ pub mod jit;
 /// own unwinder.
 #[macro_export]
 macro_rules! jit_checks {
-    () => {
+    ($finds:path) => {
+        $crate::jit_checks!(@placed $finds, $crate::jit::Placement::RegisterFrame);
+
+        /// The same checks with the code in loader-known arenas.
+        #[cfg(not(cranelift_lsda_upstream))]
+        mod in_arenas {
+            $crate::jit_checks!(@placed $finds, $crate::jit::Placement::arenas());
+        }
+    };
+    (@placed $finds:path, $placement:expr) => {
         #[test]
         fn libstdcxx_catches_in_jit_frames() {
-            $crate::jit::libstdcxx_catches_in_jit_frames();
+            $crate::jit::libstdcxx_catches_in_jit_frames(&$placement);
         }
 
         #[test]
         fn rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind() {
-            $crate::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind();
+            $crate::jit::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind(&$placement);
+        }
+
+        #[test]
+        fn tables_are_deregistered_before_the_code_is_freed() {
+            $crate::jit::tables_are_deregistered_before_the_code_is_freed(&$placement, $finds);
         }
     };
 }

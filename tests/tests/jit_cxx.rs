@@ -13,23 +13,30 @@ fn runs_under_libgcc() {
     );
 }
 
-jit_checks!();
-
-#[test]
-fn tables_are_deregistered_before_the_code_is_freed() {
-    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed(eh_tests::jit::unwinder_finds);
-}
+jit_checks!(eh_tests::jit::unwinder_finds);
 
 #[test]
 fn eight_threads_throw_while_modules_register_and_deregister() {
     eh_tests::jit::concurrent_throws_while_modules_register(
+        &eh_tests::jit::Placement::RegisterFrame,
         "concurrency-libgcc",
         std::time::Duration::from_secs(10),
     );
 }
 
+#[cfg(not(cranelift_lsda_upstream))]
+#[test]
+fn eight_threads_throw_while_modules_are_placed_in_arenas_and_freed() {
+    eh_tests::jit::concurrent_throws_while_modules_register(
+        &eh_tests::jit::Placement::arenas(),
+        "concurrency-libgcc-arenas",
+        std::time::Duration::from_secs(10),
+    );
+}
+
 /// This test binary re-run under valgrind's memcheck, running only the
-/// libstdc++ suite and the Rust panic test: no memory error, nothing
+/// libstdc++ suite and the Rust panic test, with `__register_frame` and in
+/// arenas: no memory error, nothing
 /// definitely or indirectly lost. (The test harness's own thread-local
 /// channel context shows as 48 bytes possibly lost.)
 #[test]
@@ -41,12 +48,14 @@ fn the_jit_suite_leaks_nothing_under_memcheck() {
             "--exact",
             "libstdcxx_catches_in_jit_frames",
             "rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind",
+            "in_arenas::libstdcxx_catches_in_jit_frames",
+            "in_arenas::rust_panic_runs_cranelift_cleanups_and_reaches_catch_unwind",
             "--test-threads=1",
         ],
     );
     eh_tests::report_figure("leaks-jit-suite", &report.to_string());
     assert!(
-        report.stdout.contains("test result: ok. 2 passed"),
+        report.stdout.contains("test result: ok. 4 passed"),
         "{}",
         report.stdout
     );

@@ -214,6 +214,30 @@ pub struct JitFile {
 /// JIT-compile every function of `file` for the host, with
 /// `__gxx_personality_v0` as the personality, and register the tables.
 pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<JitFile, ToolError> {
+    jit_file_placed(file, extra_symbols, None)
+}
+
+/// As [`jit_file`], with the code in `arenas` and the tables registered
+/// there instead of with `__register_frame`.
+#[cfg(not(cranelift_lsda_upstream))]
+pub fn jit_file_in_arenas(
+    file: &EhFile,
+    extra_symbols: &[(&str, *const u8)],
+    arenas: &cranelift_lsda::LoaderArenas,
+) -> Result<JitFile, ToolError> {
+    jit_file_placed(file, extra_symbols, Some(arenas))
+}
+
+#[cfg(not(cranelift_lsda_upstream))]
+type Arenas<'a> = Option<&'a cranelift_lsda::LoaderArenas>;
+#[cfg(cranelift_lsda_upstream)]
+type Arenas<'a> = Option<&'a core::convert::Infallible>;
+
+fn jit_file_placed(
+    file: &EhFile,
+    extra_symbols: &[(&str, *const u8)],
+    arenas: Arenas<'_>,
+) -> Result<JitFile, ToolError> {
     let host = cranelift_native::builder().map_err(|e| ToolError::Codegen(e.to_string()))?;
     let arch = host.triple().architecture;
     let file_isa = file
@@ -238,9 +262,21 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
         .ok_or_else(|| ToolError::Codegen("__gxx_personality_v0 is not loaded".into()))?;
     let policy: ClausePolicy = file.policy.clone();
     let resolve = Box::new(resolve_symbol);
-    let mut module =
-        LsdaJitModule::new(builder, personality, policy, LandingPads::Legalize, resolve)
-            .map_err(|error| registration_error("module".into(), error))?;
+    let mut module = match arenas {
+        #[cfg(not(cranelift_lsda_upstream))]
+        Some(arenas) => LsdaJitModule::in_arenas(
+            builder,
+            arenas,
+            personality,
+            policy,
+            LandingPads::Legalize,
+            resolve,
+        ),
+        #[cfg(cranelift_lsda_upstream)]
+        Some(never) => match *never {},
+        None => LsdaJitModule::new(builder, personality, policy, LandingPads::Legalize, resolve)
+            .map_err(|error| registration_error("module".into(), error))?,
+    };
     let functions = define_all(&mut module, file)?;
     module
         .finalize_definitions()

@@ -66,6 +66,31 @@ impl LsdaJitModule {
         }
     }
 
+    /// As [`LsdaJitModule::new`], with the module's code placed in
+    /// `arenas` and its tables registered there (`cranelift-jit-arenas`):
+    /// lookups cost the same however many modules are alive. Replaces the
+    /// builder's memory provider.
+    #[cfg(not(cranelift_lsda_upstream))]
+    pub fn in_arenas(
+        mut builder: JITBuilder,
+        arenas: &cranelift_jit_arenas::LoaderArenas,
+        personality: *const u8,
+        policy: ClausePolicy,
+        landing_pads: LandingPads,
+        resolve: SymbolResolver,
+    ) -> Self {
+        let (memory, tables) = arenas.memory();
+        builder.memory_provider(alloc::boxed::Box::new(memory));
+        Self {
+            registrations: alloc::vec::Vec::new(),
+            module: JITModule::new(builder),
+            tables: crate::JitTables::in_arenas(personality, tables),
+            policy,
+            landing_pads,
+            resolve,
+        }
+    }
+
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
         #[cfg(not(cranelift_lsda_upstream))]

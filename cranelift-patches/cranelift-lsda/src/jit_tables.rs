@@ -11,6 +11,11 @@
 //! for the functions finalized since, and registers it. The returned
 //! [`Registration`] deregisters on drop, so its owner drops it before the
 //! code is freed.
+//!
+//! Registration that stays flat in the number of modules is the other
+//! choice: [`JitTables::in_arenas`] puts the `.eh_frame` in the loader-known
+//! arena the module's code is in (`cranelift-jit-arenas`), where libgcc and
+//! LLVM libunwind find it as they find a shared library's.
 
 use crate::{
     ClausePolicy, CompiledTables, DecodeError, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda,
@@ -23,19 +28,22 @@ use cranelift_codegen::gimli::write::{Address, EhFrame, EndianVec, Writer};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_jit::JITModule;
+use cranelift_jit_arenas::{ArenaError, ArenaRegistration, ArenaTables};
 use cranelift_module::{FuncId, Module};
 use std::boxed::Box;
 use std::vec;
 use std::vec::Vec;
 
 /// Registering JIT exception tables failed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub enum RegistrationError {
     /// Building, encoding or reading back the tables failed.
     Lsda(LsdaError),
     /// The process has no usable registration entry point.
     NoRegistration(&'static str),
+    /// The module's arena refused the tables.
+    Arena(ArenaError),
 }
 
 impl std::fmt::Display for RegistrationError {
@@ -43,6 +51,7 @@ impl std::fmt::Display for RegistrationError {
         match self {
             Self::Lsda(err) => err.fmt(f),
             Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
+            Self::Arena(err) => err.fmt(f),
         }
     }
 }
@@ -52,6 +61,12 @@ impl std::error::Error for RegistrationError {}
 impl<E: Into<LsdaError>> From<E> for RegistrationError {
     fn from(err: E) -> Self {
         Self::Lsda(err.into())
+    }
+}
+
+impl From<ArenaError> for RegistrationError {
+    fn from(err: ArenaError) -> Self {
+        Self::Arena(err)
     }
 }
 
@@ -117,6 +132,8 @@ pub type SymbolResolver = Box<dyn Fn(&str) -> Option<*const u8> + Send + Sync>;
 pub struct JitTables {
     personality: u64,
     pending: Vec<PendingFunction>,
+    /// Where the module's code is, when it is in arenas.
+    arena: Option<ArenaTables>,
 }
 
 impl JitTables {
@@ -126,6 +143,16 @@ impl JitTables {
         Self {
             personality: personality as u64,
             pending: Vec::new(),
+            arena: None,
+        }
+    }
+
+    /// As [`JitTables::new`], for a module whose memory provider is the
+    /// `ArenaMemory` that `arena` came with: tables go into the arenas.
+    pub fn in_arenas(personality: *const u8, arena: ArenaTables) -> Self {
+        Self {
+            arena: Some(arena),
+            ..Self::new(personality)
         }
     }
 
@@ -202,10 +229,21 @@ impl JitTables {
         }
         let mut eh_frame = EhFrame(EndianVec::new(endian));
         frames.write(&mut eh_frame)?;
-        // libgcc walks the section until a zero length.
-        eh_frame.0.write_u32(0)?;
-        let eh_frame = AlignedBytes::new(eh_frame.0.slice());
-        let registration = Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?;
+        let registration = match &self.arena {
+            Some(arena) => Registration {
+                registered: Registered::Arena {
+                    _fdes: arena.register(eh_frame.0.slice())?,
+                },
+                _eh_frame: AlignedBytes::new(&[]),
+                _lsdas: lsdas,
+            },
+            None => {
+                // libgcc walks the section until a zero length.
+                eh_frame.0.write_u32(0)?;
+                let eh_frame = AlignedBytes::new(eh_frame.0.slice());
+                Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?
+            }
+        };
         self.pending.clear();
         Ok(Some(registration))
     }
@@ -275,6 +313,8 @@ struct TableEntry {
 type DynFn = unsafe extern "C" fn(*mut UnwDynInfo);
 
 enum Registered {
+    /// FDEs in the arenas the code is in (the `.eh_frame` was copied there).
+    Arena { _fdes: ArenaRegistration },
     /// Pointers passed to `__register_frame`.
     Frames(Vec<*const u8>),
     /// A table passed to `_U_dyn_register`.
@@ -322,6 +362,7 @@ impl Registration {
                     unsafe { __register_frame(entry) };
                 }
             }
+            Registered::Arena { .. } => {}
             Registered::Dynamic { info, register, .. } => {
                 // SAFETY: `info`, its table and the `.eh_frame` it points to
                 // stay alive and unmoved until `_U_dyn_cancel` in drop.
@@ -442,6 +483,8 @@ impl Drop for Registration {
                     unsafe { __deregister_frame(entry) };
                 }
             }
+            // Deregistered by its own drop.
+            Registered::Arena { .. } => {}
             Registered::Dynamic { info, cancel, .. } => {
                 // SAFETY: `info` was registered in `new` and not since.
                 unsafe { cancel(&mut **info) };

@@ -113,6 +113,13 @@ pub use cranelift_jit::{
     JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
     detect_unwinder,
 };
+#[cfg(all(
+    feature = "jit",
+    target_os = "linux",
+    target_env = "gnu",
+    not(cranelift_lsda_upstream)
+))]
+pub use cranelift_jit_arenas::{ArenaConfig, ArenaError, LoaderArenas};
 #[cfg(cranelift_lsda_upstream)]
 pub use cranelift_object::{ObjectTables, OutputError, OutputResult};
 #[cfg(all(feature = "jit", target_os = "linux"))]

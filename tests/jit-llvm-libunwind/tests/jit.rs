@@ -16,17 +16,23 @@ fn runs_under_llvm_libunwind() {
     assert!(library.contains("libunwind.so.1"), "{library}");
 }
 
-jit_checks!();
-
-#[test]
-fn tables_are_deregistered_before_the_code_is_freed() {
-    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed(eh_tests::jit::unwinder_finds);
-}
+jit_checks!(eh_tests::jit::unwinder_finds);
 
 #[test]
 fn eight_threads_throw_while_modules_register_and_deregister() {
     eh_tests::jit::concurrent_throws_while_modules_register(
+        &eh_tests::jit::Placement::RegisterFrame,
         "concurrency-llvm-libunwind",
+        std::time::Duration::from_secs(10),
+    );
+}
+
+#[cfg(not(cranelift_lsda_upstream))]
+#[test]
+fn eight_threads_throw_while_modules_are_placed_in_arenas_and_freed() {
+    eh_tests::jit::concurrent_throws_while_modules_register(
+        &eh_tests::jit::Placement::arenas(),
+        "concurrency-llvm-libunwind-arenas",
         std::time::Duration::from_secs(10),
     );
 }

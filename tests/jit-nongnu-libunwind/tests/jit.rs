@@ -22,7 +22,7 @@ fn runs_under_nongnu_libunwind() {
     assert!(library.contains("libunwind.so.8"), "{library}");
 }
 
-jit_checks!();
+jit_checks!(crate::libunwind_finds);
 
 /// Whether nongnu libunwind has unwind info for `pc`
 /// (`unw_get_proc_info_by_ip` on the local address space).
@@ -41,9 +41,4 @@ fn libunwind_finds(pc: usize) -> bool {
         let space = *(space as *const *mut libc::c_void);
         get(space, pc as u64, info.as_mut_ptr(), std::ptr::null_mut()) == 0
     }
-}
-
-#[test]
-fn tables_are_deregistered_before_the_code_is_freed() {
-    eh_tests::jit::tables_are_deregistered_before_the_code_is_freed(libunwind_finds);
 }
