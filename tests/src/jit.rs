@@ -203,7 +203,9 @@ pub fn concurrent_throws_while_modules_register(
     assert!(registrations > 0 && calls > 0);
 }
 
-const ONE_CATCH: &str = "
+/// One function, `catch_int(kind)`: throws as `eh_throw` does, catches a C++
+/// int in the Cranelift frame (`catch_int(1)` is 7).
+pub const ONE_CATCH: &str = "
 set unwind_info=true
 target x86_64
 target aarch64
@@ -230,7 +232,7 @@ block2(v2: i64):
 
 /// Bytes the heap holds (`mallinfo2`: in use from the arena and mmapped)
 /// and how many mappings the process has.
-fn memory_in_use() -> (usize, usize) {
+pub fn memory_in_use() -> (usize, usize) {
     // SAFETY: mallinfo2 only reads the allocator's statistics.
     let info = unsafe { libc::mallinfo2() };
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap();

@@ -2,8 +2,8 @@
 //! with a second, writable and shared mapping of its table segment through
 //! which the search table and `.eh_frame` grow while unwinders read them.
 
-use crate::ArenaError;
 use crate::image::{self, HDR_COUNT_OFFSET, HDR_ENTRY_LEN, HDR_HEADER_LEN, Layout};
+use crate::{ArenaError, LoadedToken};
 use std::ffi::CStr;
 use std::fs::File;
 use std::io;
@@ -41,6 +41,7 @@ pub(crate) struct Arena {
     // which must not be reused while the loader knows it.
     memfd: File,
     state: Mutex<ArenaState>,
+    _loaded: LoadedToken,
 }
 
 // SAFETY: the raw pointers are the arena's own mappings and loader handle,
@@ -76,7 +77,8 @@ impl Arena {
     pub(crate) fn open(
         layout: Layout,
         image: &[u8],
-        placeholder_len: u64,
+        placeholder: &[u8],
+        loaded: LoadedToken,
     ) -> Result<Self, ArenaError> {
         // SAFETY: memfd_create takes a NUL-terminated name and flags; it
         // returns a new descriptor or -1.
@@ -88,6 +90,7 @@ impl Arena {
         let memfd = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         memfd
             .write_all_at(image, 0)
+            .and_then(|()| memfd.write_all_at(placeholder, layout.eh_frame))
             .and_then(|()| memfd.set_len(layout.file_len()))
             .map_err(|error| ArenaError::Os {
                 what: "writing the arena image",
@@ -106,9 +109,9 @@ impl Arena {
         // From here on, dropping `arena` unloads the image.
         let mut arena = Self {
             layout,
-            placeholder_fde: (layout.eh_frame - layout.hdr
-                + placeholder_fde_offset(image, &layout)?) as i32,
-            placeholder_len,
+            placeholder_fde: (layout.eh_frame - layout.hdr + placeholder_fde_offset(placeholder)?)
+                as i32,
+            placeholder_len: placeholder.len() as u64,
             base: 0,
             tables: core::ptr::null_mut(),
             handle,
@@ -116,10 +119,11 @@ impl Arena {
             state: Mutex::new(ArenaState {
                 code_top: 0,
                 entries: 0,
-                eh_frame_top: placeholder_len,
+                eh_frame_top: placeholder.len() as u64,
                 leased: false,
                 full: false,
             }),
+            _loaded: loaded,
         };
         // SAFETY: `handle` is a live dlopen handle and the name is
         // NUL-terminated.
@@ -197,7 +201,24 @@ impl Arena {
         state.entries = first + code_offsets.len() as u32;
         // Release: a reader that sees the count sees the entries under it.
         self.count().store(state.entries, Ordering::Release);
+        let entry_offset = |i: u32| HDR_HEADER_LEN + u64::from(i) * HDR_ENTRY_LEN;
+        self.prefault(entry_offset(first), entry_offset(state.entries));
         first
+    }
+
+    /// Map the table bytes `start..end` (offsets in the table segment) into
+    /// the loader's mapping now, so that no unwinder takes a page fault on
+    /// its first lookup there: the writes went through the shared alias.
+    fn prefault(&self, start: u64, end: u64) {
+        let page = image::SEGMENT_ALIGN.min(4096);
+        let loaded = self.base + self.layout.hdr as usize;
+        let mut offset = start - start % page;
+        while offset < end {
+            // SAFETY: inside the image's table segment, mapped readable by
+            // the loader for the arena's lifetime.
+            unsafe { core::ptr::read_volatile((loaded + offset as usize) as *const u8) };
+            offset += page;
+        }
     }
 
     /// Point entry `index` at the FDE `eh_frame_offset` bytes into
@@ -254,6 +275,8 @@ impl Arena {
             core::ptr::copy_nonoverlapping(length.as_ptr(), dst, 4);
         }
         state.eh_frame_top = offset + entries.len() as u64;
+        let in_tables = self.layout.eh_frame - self.layout.hdr;
+        self.prefault(in_tables + offset, in_tables + state.eh_frame_top);
         Ok(offset)
     }
 
@@ -305,12 +328,11 @@ impl Arena {
 }
 
 /// Offset of the placeholder FDE in `.eh_frame`: after its CIE.
-fn placeholder_fde_offset(image: &[u8], layout: &Layout) -> Result<u64, ArenaError> {
-    let start = layout.eh_frame as usize;
-    let cie_len = image
-        .get(start..start + 4)
+fn placeholder_fde_offset(placeholder: &[u8]) -> Result<u64, ArenaError> {
+    let cie_len = placeholder
+        .get(..4)
         .map(|b| u32::from_ne_bytes(b.try_into().unwrap()))
-        .ok_or(ArenaError::Config("the image lacks its placeholder FDE"))?;
+        .ok_or(ArenaError::Config("the placeholder has no CIE"))?;
     Ok(4 + u64::from(cie_len))
 }
 

@@ -146,8 +146,9 @@ fn host_machine() -> Result<(elf::Machine, elf::FileFlags), ArenaError> {
     }
 }
 
-/// The image's file bytes (without the holes after them) for `layout`.
-pub(crate) fn build(layout: &Layout, placeholder: &[u8]) -> Result<Vec<u8>, ArenaError> {
+/// The image's file bytes up to the end of `.eh_frame_hdr`'s fixed part;
+/// `.eh_frame` (the placeholder) goes at `layout.eh_frame`.
+pub(crate) fn build(layout: &Layout) -> Result<Vec<u8>, ArenaError> {
     let (machine, flags) = host_machine()?;
     let mut bytes = Vec::new();
     let mut w = Writer::new(
@@ -190,8 +191,6 @@ pub(crate) fn build(layout: &Layout, placeholder: &[u8]) -> Result<Vec<u8>, Aren
     let dynamic = w.reserve_dynamic(DYNAMIC_ENTRIES);
     w.reserve_until(layout.hdr);
     w.reserve(HDR_HEADER_LEN, 4);
-    w.reserve_until(layout.eh_frame);
-    w.reserve(placeholder.len() as u64, 8);
 
     w.write_file_header(&FileHeader {
         os_abi: elf::ELFOSABI_NONE,
@@ -349,8 +348,8 @@ pub(crate) fn build(layout: &Layout, placeholder: &[u8]) -> Result<Vec<u8>, Aren
 
     w.pad_until(layout.hdr);
     w.write(&hdr_header(layout));
-    w.pad_until(layout.eh_frame);
-    w.write(placeholder);
+    // `.eh_frame` starts far beyond: the arena writes the placeholder there
+    // itself, leaving a hole (no bytes, no memory) between.
     Ok(bytes)
 }
 

@@ -33,7 +33,9 @@ use cranelift_module::{ModuleError, ModuleResult};
 use image::Layout;
 use std::fmt;
 use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Creating an arena or registering tables in one failed.
 #[derive(Debug)]
@@ -164,10 +166,30 @@ pub struct LoaderArenas {
 struct Pool {
     layout: Layout,
     image: Vec<u8>,
-    placeholder_len: u64,
+    placeholder: Vec<u8>,
     page: u64,
     /// Arenas that take leases (not full).
     arenas: Mutex<Vec<Arc<Arena>>>,
+    stats: Arc<Counters>,
+}
+
+/// What the pool has done, for monitoring and benchmarks.
+#[derive(Default)]
+struct Counters {
+    opened: AtomicUsize,
+    loaded: AtomicUsize,
+    open_nanos: AtomicU64,
+}
+
+/// Arenas opened and loaded, and the time spent creating them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArenaStats {
+    /// Arenas created (memfd, image, `dlopen`) since the pool was.
+    pub opened: usize,
+    /// Arenas loaded now (leasable, or holding live code or tables).
+    pub loaded: usize,
+    /// Time spent creating arenas.
+    pub open_time: Duration,
 }
 
 impl LoaderArenas {
@@ -186,7 +208,7 @@ impl LoaderArenas {
             config.eh_frame_capacity,
         )?;
         let placeholder = image::placeholder_eh_frame()?;
-        let image = image::build(&layout, &placeholder)?;
+        let image = image::build(&layout)?;
         // SAFETY: sysconf only reads a system value.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         let page = u64::try_from(page)
@@ -197,10 +219,11 @@ impl LoaderArenas {
             ))?;
         let pool = Pool {
             layout,
-            placeholder_len: placeholder.len() as u64,
+            placeholder,
             image,
             page,
             arenas: Mutex::new(Vec::new()),
+            stats: Arc::default(),
         };
         let first = pool.open()?;
         pool.lock().push(Arc::new(first));
@@ -220,7 +243,10 @@ impl LoaderArenas {
                 open: Vec::new(),
                 code: code.clone(),
             },
-            ArenaTables { code },
+            ArenaTables {
+                code,
+                pool: self.pool.clone(),
+            },
         )
     }
 
@@ -228,6 +254,16 @@ impl LoaderArenas {
     /// until their last module is freed, but are not counted).
     pub fn open_arenas(&self) -> usize {
         self.pool.lock().len()
+    }
+
+    /// Arenas created and loaded so far, and the time creating them took.
+    pub fn stats(&self) -> ArenaStats {
+        let stats = &self.pool.stats;
+        ArenaStats {
+            opened: stats.opened.load(Ordering::Relaxed),
+            loaded: stats.loaded.load(Ordering::Relaxed),
+            open_time: Duration::from_nanos(stats.open_nanos.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -239,7 +275,18 @@ impl Pool {
     }
 
     fn open(&self) -> Result<Arena, ArenaError> {
-        Arena::open(self.layout, &self.image, self.placeholder_len)
+        let start = Instant::now();
+        let arena = Arena::open(
+            self.layout,
+            &self.image,
+            &self.placeholder,
+            LoadedToken::new(self.stats.clone()),
+        )?;
+        let stats = &self.stats;
+        stats.opened.fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        stats.open_nanos.fetch_add(nanos, Ordering::Relaxed);
+        Ok(arena)
     }
 
     /// An arena no one else is placing code in, with room for at least a
@@ -296,6 +343,22 @@ impl Pool {
     fn retire(&self, arena: &Arc<Arena>) {
         self.lock().retain(|a| !Arc::ptr_eq(a, arena));
         arena.lock().full = true;
+    }
+}
+
+/// Counts one loaded arena while it lives.
+struct LoadedToken(Arc<Counters>);
+
+impl LoadedToken {
+    fn new(counters: Arc<Counters>) -> Self {
+        counters.loaded.fetch_add(1, Ordering::Relaxed);
+        Self(counters)
+    }
+}
+
+impl Drop for LoadedToken {
+    fn drop(&mut self) {
+        self.0.loaded.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -386,6 +449,10 @@ impl ArenaMemory {
     fn allocate_code(&mut self, size: usize, align: u64) -> Result<*mut u8, ArenaError> {
         let align = align.max(MIN_FUNCTION_ALIGN);
         let capacity = self.pool.layout.code_capacity;
+        // Refused before any arena is retired for it.
+        if size.max(1) as u64 > capacity {
+            return Err(ArenaError::TooLarge { size, capacity });
+        }
         loop {
             if self.open.last().is_none_or(|lease| lease.arena.lock().full) {
                 self.open.push(self.pool.lease()?);
@@ -517,12 +584,20 @@ impl JITMemoryProvider for ArenaMemory {
 impl Drop for ArenaMemory {
     fn drop(&mut self) {
         self.abandon();
+        // A module dropped without `free_memory` leaks its code, as
+        // cranelift-jit's own providers do, so that pointers to its
+        // functions stay valid: its arenas are never emptied for other
+        // modules or unloaded.
+        if !self.code.lock().ranges.is_empty() {
+            core::mem::forget(self.code.clone());
+        }
     }
 }
 
 /// Registers a module's `.eh_frame` in the arenas its code is in.
 pub struct ArenaTables {
     code: Arc<ModuleCode>,
+    pool: Arc<Pool>,
 }
 
 /// FDEs registered in arenas, unregistered on drop (the entries point at
@@ -559,8 +634,26 @@ impl ArenaTables {
             let arena = &code.slots[slot].arena;
             if !copies.iter().any(|(a, _)| Arc::ptr_eq(a, arena)) {
                 let mut state: MutexGuard<'_, ArenaState> = arena.lock();
-                let offset = arena.append_eh_frame(&mut state, entries)?;
-                copies.push((arena.clone(), offset));
+                let appended = arena.append_eh_frame(&mut state, entries);
+                drop(state);
+                match appended {
+                    Ok(offset) => copies.push((arena.clone(), offset)),
+                    Err(error) => {
+                        // The copies made cover nothing: an unwinder
+                        // scanning `.eh_frame` must not find them.
+                        for (copy_arena, copy) in &copies {
+                            for &(_, fde_offset) in &fdes {
+                                copy_arena.empty_fde(copy + fde_offset);
+                            }
+                        }
+                        if matches!(error, ArenaError::Full(_)) {
+                            // Later modules go to an arena with room; this
+                            // one is unloaded once its modules are freed.
+                            self.pool.retire(arena);
+                        }
+                        return Err(error);
+                    }
+                }
             }
         }
         let mut addresses = Vec::with_capacity(targets.len());
@@ -614,6 +707,11 @@ fn read_fdes(eh_frame: &[u8]) -> Result<(usize, Vec<(usize, u64)>), ArenaError> 
     while let Some(entry) = entries.next().map_err(malformed)? {
         match entry {
             gimli::CieOrFde::Cie(cie) => {
+                // Unregistering rewrites FDE fields at 32-bit DWARF offsets;
+                // no unwinder reads 64-bit `.eh_frame` anyway.
+                if cie.encoding().format != gimli::Format::Dwarf32 {
+                    return Err(ArenaError::Malformed("it is 64-bit DWARF".into()));
+                }
                 let absolute = |encoding: Option<gimli::DwEhPe>| {
                     encoding.is_none_or(|e| e.application() == gimli::DW_EH_PE_absptr)
                 };
@@ -623,13 +721,13 @@ fn read_fdes(eh_frame: &[u8]) -> Result<(usize, Vec<(usize, u64)>), ArenaError> 
                 {
                     return Err(ArenaError::PositionDependent);
                 }
-                end = end.max(cie.offset() + 4 + cie.entry_len() as usize);
+                end = end.max(cie.offset() + 4 + cie.entry_len());
             }
             gimli::CieOrFde::Fde(partial) => {
                 let fde = partial
                     .parse(|section, bases, offset| section.cie_from_offset(bases, offset))
                     .map_err(malformed)?;
-                end = end.max(fde.offset() + 4 + fde.entry_len() as usize);
+                end = end.max(fde.offset() + 4 + fde.entry_len());
                 fdes.push((fde.initial_address() as usize, fde.offset() as u64));
             }
         }

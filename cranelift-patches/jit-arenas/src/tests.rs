@@ -4,8 +4,7 @@ use object::{Object, ObjectSection};
 
 fn image() -> (Layout, Vec<u8>) {
     let layout = Layout::new(1 << 20, MIN_FUNCTION_ALIGN, 1 << 20).unwrap();
-    let placeholder = image::placeholder_eh_frame().unwrap();
-    let bytes = image::build(&layout, &placeholder).unwrap();
+    let bytes = image::build(&layout).unwrap();
     (layout, bytes)
 }
 

@@ -218,7 +218,10 @@ fn main() {
         };
         match part.as_str() {
             "throw-jit" => throw::worker(mode),
-            "registration" => registration::worker(mode),
+            "registration" => registration::worker(
+                mode,
+                args.get(at + 2).expect("--worker registration REGISTRAR"),
+            ),
             "count" => dispatch::count_worker(&args[at + 2..]),
             "compile" => compile_time::worker(&args[at + 2..]),
             other => panic!("unknown worker part `{other}`"),

@@ -1,278 +1,531 @@
-//! Part 4: JIT registration at scale. Modules of `bench-throw.clif` are
-//! compiled and registered one by one (`JitTables::register`, timed apart
-//! from compiling); with 1, 100 and 10,000 registered, the throw→catch
-//! latency through the first and the last module's frames (10 frames,
-//! caught in Cranelift) is measured; then every registration is dropped
-//! (deregistration, timed). Under libgcc in this process, under LLVM
-//! libunwind in a worker.
+//! Part 4: JIT registration at scale, for both registrars on both
+//! unwinders, each pair in a process of its own (libgcc takes its
+//! lock-free path only while nothing was ever `__register_frame`d).
+//!
+//! Modules of `bench-throw.clif` are compiled and registered one by one
+//! until 1, 100, 1,000 and 10,000 are alive. At each step: the first
+//! throw after the step's registrations (through the newest module; its
+//! baseline: the same with one module registered after as many compiled by
+//! stock cranelift-jit, which leaves the process as cold), the first throw through each of 5 further modules
+//! right after registering it (baseline: the same with one module), and
+//! steady-state throws through the modules at the lowest, median and
+//! highest addresses (rank by address, not by registration order) against
+//! the steady throw with one module; all 10 frames deep, caught in
+//! Cranelift. Then: finalizing and registering per module (for
+//! arenas with the arenas' creation spread over the modules), dropping
+//! each registration, mappings and heap per module, and throughput of 1,
+//! 2, 4 and 8 threads throwing through different modules.
 
 use crate::throw::{Entry, GxxHalf, gxx_library, llvm_libunwind_worker};
 use crate::{Mode, Row};
-use cranelift_codegen::isa::TargetIsa;
+use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_lsda::{JitTables, PreparedFunction, Registration, legalize_landing_pads};
+use cranelift_lsda::{
+    ClausePolicy, JitTables, LoaderArenas, PreparedFunction, Registration, legalize_landing_pads,
+};
 use cranelift_module::default_libcall_names;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const PART: &str = "4 registration";
+pub const PART: &str = "4 registration";
+const FRAMES: i64 = 10;
 
-struct Registered {
+/// How a module's tables reach the unwinder.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Registrar {
+    /// `JitTables::register`: `__register_frame` per module.
+    RegisterFrame,
+    /// `JitTables::in_arenas`: loader-known arenas.
+    Arenas,
+}
+
+impl Registrar {
+    fn name(self) -> &'static str {
+        match self {
+            Self::RegisterFrame => "register-frame",
+            Self::Arenas => "arenas",
+        }
+    }
+
+    fn parse(name: &str) -> Self {
+        match name {
+            "register-frame" => Self::RegisterFrame,
+            "arenas" => Self::Arenas,
+            other => panic!("unknown registrar `{other}`"),
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::RegisterFrame => "__register_frame",
+            Self::Arenas => "arenas",
+        }
+    }
+}
+
+struct Live {
     // Dropped first: deregistered before the module's code goes.
     registration: Option<Registration>,
     module: JITModule,
     catch: Entry,
 }
 
-/// The measurements at one module count.
-struct Step {
-    modules: usize,
-    throw_first_ns: f64,
-    throw_last_ns: f64,
-    register_us: f64,
+/// Min, median and max of `samples`.
+fn spread(samples: &mut [f64]) -> [f64; 3] {
+    samples.sort_by(f64::total_cmp);
+    [
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+    ]
 }
 
-/// Prints `modules<TAB>first ns<TAB>last ns<TAB>register µs` lines and a
-/// final `deregister<TAB>µs` line.
-fn measure(mode: Mode, library: &Path) -> String {
-    let gxx = GxxHalf::load(library);
-    let thrower = gxx.thrower;
-    let throws = mode.iterations(2_000) as i64;
-    // Best of 4, the first a warm-up: the unwinder sorts new tables lazily.
-    let throw_ns = |catch: Entry| {
-        // SAFETY: `catch` is a `clif_catch` of bench-throw.clif, which
-        // catches the int `bench_thrower` throws 10 frames down.
-        unsafe { gxx.best_ns(Some(catch), None, 10, throws, 4) }
-    };
+fn line(key: &str, values: [f64; 3]) -> String {
+    format!(
+        "{key}\t{:.1}\t{:.1}\t{:.1}\n",
+        values[0], values[1], values[2]
+    )
+}
 
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("cxx/bench-throw.clif"))
-            .unwrap();
-    let mut file = clif_eh::parse_file(&text).unwrap();
-    let host = cranelift_native::builder().unwrap();
-    let isa = host.finish(file.isas[0].flags().clone()).unwrap();
-    let mut policy = file.policy.clone();
-    let prepared: Vec<PreparedFunction> = file
-        .functions
-        .iter_mut()
-        .map(|func| legalize_landing_pads(func, &*isa, &mut policy).unwrap())
-        .collect();
-    let personality = eh_test_support::resolve_symbol("__gxx_personality_v0").unwrap();
+/// Bytes the heap holds and the number of mappings.
+fn memory_in_use() -> (f64, f64) {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let info = unsafe { libc::mallinfo2() };
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    (
+        (info.uordblks + info.hblkhd) as f64,
+        maps.lines().count() as f64,
+    )
+}
 
-    let counts: &[usize] = match mode {
-        Mode::Full => &[1, 100, 10_000],
-        Mode::Smoke => &[1, 10, 100],
-    };
-    let mut modules: Vec<Registered> = Vec::new();
-    let mut register_time = Duration::ZERO;
-    let mut out = String::new();
-    for &count in counts {
-        let before = modules.len();
-        while modules.len() < count {
-            let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
-            builder.symbol("bench_thrower", thrower);
-            let mut module = JITModule::new(builder);
-            let mut tables = JitTables::new(personality);
-            let isa: &dyn TargetIsa = &*isa;
-            let defined = clif_eh::module::define_all_then(&mut module, &file, |i, id, code| {
-                tables
-                    .add_function(isa, id, code, &policy, &prepared[i])
-                    .map(|_| ())
-                    .map_err(|e| clif_eh::ToolError::Codegen(e.to_string()))
-            })
+struct Bench {
+    gxx: GxxHalf,
+    isa: OwnedTargetIsa,
+    file: clif_eh::EhFile,
+    policy: ClausePolicy,
+    prepared: Vec<PreparedFunction>,
+    personality: *const u8,
+    arenas: Option<LoaderArenas>,
+    /// Heap and mappings before anything was registered.
+    before: (f64, f64),
+}
+
+impl Bench {
+    fn new(library: &Path, registrar: Registrar) -> Self {
+        let gxx = GxxHalf::load(library);
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("cxx/bench-throw.clif"),
+        )
+        .unwrap();
+        let mut file = clif_eh::parse_file(&text).unwrap();
+        let host = cranelift_native::builder().unwrap();
+        let isa = host.finish(file.isas[0].flags().clone()).unwrap();
+        let mut policy = file.policy.clone();
+        let prepared = file
+            .functions
+            .iter_mut()
+            .map(|func| legalize_landing_pads(func, &*isa, &mut policy).unwrap())
+            .collect();
+        // Before the first arena: its mappings count as the modules'.
+        let before = memory_in_use();
+        let arenas = (registrar == Registrar::Arenas).then(|| LoaderArenas::new().unwrap());
+        Self {
+            before,
+            gxx,
+            isa,
+            file,
+            policy,
+            prepared,
+            personality: eh_test_support::resolve_symbol("__gxx_personality_v0").unwrap(),
+            arenas,
+        }
+    }
+
+    /// Compile one module, then finalize and register it; the time each of
+    /// the latter two took.
+    fn add_module(&self) -> (Live, [Duration; 2]) {
+        let mut builder = JITBuilder::with_isa(self.isa.clone(), default_libcall_names());
+        builder.symbol("bench_thrower", self.gxx.thrower);
+        let mut tables = match &self.arenas {
+            Some(arenas) => {
+                let (memory, arena_tables) = arenas.memory();
+                builder.memory_provider(Box::new(memory));
+                JitTables::in_arenas(self.personality, arena_tables)
+            }
+            None => JitTables::new(self.personality),
+        };
+        let mut module = JITModule::new(builder);
+        let isa: &dyn TargetIsa = &*self.isa;
+        let defined = clif_eh::module::define_all_then(&mut module, &self.file, |i, id, code| {
+            tables
+                .add_function(isa, id, code, &self.policy, &self.prepared[i])
+                .map(|_| ())
+                .map_err(|e| clif_eh::ToolError::Codegen(e.to_string()))
+        })
+        .unwrap();
+        let start = Instant::now();
+        module.finalize_definitions().unwrap();
+        let finalized = Instant::now();
+        let registration = tables
+            .register(&module, &eh_test_support::resolve_symbol)
             .unwrap();
-            module.finalize_definitions().unwrap();
-            let start = Instant::now();
-            let registration = tables
-                .register(&module, &eh_test_support::resolve_symbol)
-                .unwrap();
-            register_time += start.elapsed();
-            let id = defined.iter().find(|f| f.name == "clif_catch").unwrap().id;
-            // SAFETY: a finalized `(i64) -> i64 system_v` function of
-            // `module`, which is kept with it.
-            let catch = unsafe {
-                std::mem::transmute::<*const u8, Entry>(module.get_finalized_function(id))
-            };
-            modules.push(Registered {
+        let took = [finalized - start, finalized.elapsed()];
+        let id = defined.iter().find(|f| f.name == "clif_catch").unwrap().id;
+        // SAFETY: a finalized `(i64) -> i64 system_v` function of `module`,
+        // which is kept with it.
+        let catch =
+            unsafe { std::mem::transmute::<*const u8, Entry>(module.get_finalized_function(id)) };
+        (
+            Live {
                 registration,
                 module,
                 catch,
-            });
-        }
-        let added = (modules.len() - before).max(1);
-        let step = Step {
-            modules: count,
-            throw_first_ns: throw_ns(modules[0].catch),
-            throw_last_ns: throw_ns(modules.last().unwrap().catch),
-            register_us: register_time.as_secs_f64() * 1e6 / added as f64,
-        };
-        register_time = Duration::ZERO;
-        out += &format!(
-            "{}\t{:.1}\t{:.1}\t{:.2}\n",
-            step.modules, step.throw_first_ns, step.throw_last_ns, step.register_us
-        );
-    }
-    let count = modules.len();
-    let start = Instant::now();
-    for registered in &mut modules {
-        registered.registration.take();
-    }
-    let deregister = start.elapsed().as_secs_f64() * 1e6 / count as f64;
-    out += &format!("deregister\t{deregister:.2}\n");
-    for registered in modules {
-        // SAFETY: its tables are deregistered and none of its code runs.
-        unsafe { registered.module.free_memory() };
+            },
+            took,
+        )
     }
 
-    // The remedy the crate offers for unwinders whose lookup walks every
-    // registration: one registration per finalization, however many
-    // functions it covers. The same functions, all in one module, alone.
-    let copies = *counts.last().unwrap();
-    let batched = batched_file(&file, copies);
-    let mut builder = JITBuilder::with_isa(isa.clone(), default_libcall_names());
-    builder.symbol("bench_thrower", thrower);
-    let mut module = JITModule::new(builder);
-    let mut tables = JitTables::new(personality);
-    let defined = clif_eh::module::define_all_then(&mut module, &batched, |i, id, code| {
-        tables
-            .add_function(&*isa, id, code, &policy, &prepared[i % prepared.len()])
-            .map(|_| ())
-            .map_err(|e| clif_eh::ToolError::Codegen(e.to_string()))
-    })
-    .unwrap();
-    module.finalize_definitions().unwrap();
-    let start = Instant::now();
-    let registration = tables
-        .register(&module, &eh_test_support::resolve_symbol)
-        .unwrap();
-    let register_us = start.elapsed().as_secs_f64() * 1e6;
-    let catch_of = |copy: usize| {
-        let name = format!("clif_catch_{copy}");
-        let id = defined.iter().find(|f| f.name == name).unwrap().id;
-        // SAFETY: a finalized `(i64) -> i64 system_v` function of `module`.
-        unsafe { std::mem::transmute::<*const u8, Entry>(module.get_finalized_function(id)) }
+    /// A module of the same functions compiled by stock cranelift-jit, no
+    /// tables recorded or registered.
+    fn stock_module(&self) -> JITModule {
+        let mut builder = JITBuilder::with_isa(self.isa.clone(), default_libcall_names());
+        builder.symbol("bench_thrower", self.gxx.thrower);
+        let mut module = JITModule::new(builder);
+        clif_eh::module::define_all_then(&mut module, &self.file, |_, _, _| Ok(())).unwrap();
+        module.finalize_definitions().unwrap();
+        module
+    }
+
+    /// Nanoseconds per throw over `n` throws through `catch`.
+    fn throw_ns(&self, catch: Entry, n: i64) -> f64 {
+        // SAFETY: `catch` is a `clif_catch` of bench-throw.clif, which
+        // catches the int `bench_thrower` throws 10 frames down.
+        unsafe { self.gxx.best_ns(Some(catch), None, FRAMES, n, 1) }
+    }
+
+    /// Time spent creating arenas so far.
+    fn arena_time(&self) -> Duration {
+        self.arenas
+            .as_ref()
+            .map_or(Duration::ZERO, |a| a.stats().open_time)
+    }
+}
+
+/// Throws per round: about `budget` of throwing at `estimate_ns` each.
+fn throws_for(estimate_ns: f64, budget: Duration) -> i64 {
+    ((budget.as_nanos() as f64 / estimate_ns) as i64).clamp(1, 20_000)
+}
+
+/// Prints `key<TAB>min<TAB>median<TAB>max` lines.
+fn measure(mode: Mode, library: &Path, registrar: Registrar) -> String {
+    let bench = Bench::new(library, registrar);
+    let (counts, rounds, budget, thread_time): (&[usize], usize, _, _) = match mode {
+        Mode::Full => (
+            &[1, 100, 1_000, 10_000],
+            9,
+            Duration::from_millis(40),
+            Duration::from_millis(500),
+        ),
+        Mode::Smoke => (
+            &[1, 10, 100],
+            3,
+            Duration::from_millis(5),
+            Duration::from_millis(50),
+        ),
     };
-    out += &format!(
-        "batched\t{copies}\t{:.1}\t{:.1}\t{register_us:.2}\n",
-        throw_ns(catch_of(0)),
-        throw_ns(catch_of(copies - 1))
+    const FURTHER: usize = 5;
+    let mut out = String::new();
+    let mut live: Vec<Live> = Vec::new();
+    let (mut finalize_ns, mut register_ns) = (Vec::new(), Vec::new());
+    let mut add = |live: &mut Vec<Live>| {
+        let (module, [finalize, register]) = bench.add_module();
+        finalize_ns.push(finalize.as_nanos() as f64);
+        register_ns.push(register.as_nanos() as f64);
+        let catch = module.catch;
+        live.push(module);
+        catch
+    };
+    let free = |module: Live| {
+        let Live {
+            registration,
+            module,
+            ..
+        } = module;
+        drop(registration);
+        // SAFETY: its tables are deregistered and none of its code runs.
+        unsafe { module.free_memory() };
+    };
+    // The process's first throws (lazy initialisation in libstdc++ and the
+    // unwinders) belong to no step.
+    let warm_up = add(&mut live);
+    bench.throw_ns(warm_up, 100);
+    free(live.pop().unwrap());
+    // First throws through a module just registered, when it is the only
+    // one: the baseline of every first throw.
+    let mut alone = Vec::new();
+    for _ in 0..FURTHER {
+        let catch = add(&mut live);
+        alone.push(bench.throw_ns(catch, 1));
+        free(live.pop().unwrap());
+    }
+    out += &line("1\tfirst-further", spread(&mut alone));
+    // The same after a burst of modules compiled by stock cranelift-jit
+    // and kept (nothing registered), as many as the first step adds: the
+    // process is as cold and as large as after a step's registrations
+    // (its first throw is slower whatever the registrar), but one module
+    // is registered.
+    let burst = counts[1] - FURTHER;
+    let mut after_burst = Vec::new();
+    for _ in 0..FURTHER {
+        let stock: Vec<JITModule> = (0..burst).map(|_| bench.stock_module()).collect();
+        let catch = add(&mut live);
+        after_burst.push(bench.throw_ns(catch, 1));
+        free(live.pop().unwrap());
+        for module in stock {
+            // SAFETY: none of its code ran or runs.
+            unsafe { module.free_memory() };
+        }
+    }
+    out += &line("1\tfirst", spread(&mut after_burst));
+    for &count in counts {
+        // Reach `count - FURTHER` (or `count`) at once, then add the rest
+        // one by one, each with its first throw timed.
+        let batch_to = if count > FURTHER {
+            count - FURTHER
+        } else {
+            count
+        };
+        while live.len() < batch_to {
+            add(&mut live);
+        }
+        let first = bench.throw_ns(live.last().unwrap().catch, 1);
+        let mut further = Vec::new();
+        while live.len() < count {
+            let catch = add(&mut live);
+            further.push(bench.throw_ns(catch, 1));
+        }
+        if count > 1 {
+            out += &line(&format!("{count}\tfirst"), [first; 3]);
+        }
+        if !further.is_empty() {
+            out += &line(&format!("{count}\tfirst-further"), spread(&mut further));
+        }
+        let mut by_address: Vec<Entry> = live.iter().map(|m| m.catch).collect();
+        by_address.sort_by_key(|&f| f as usize);
+        let positions = [
+            ("lowest", by_address[0]),
+            ("median", by_address[by_address.len() / 2]),
+            ("highest", by_address[by_address.len() - 1]),
+        ];
+        for (position, catch) in positions {
+            let n = throws_for(bench.throw_ns(catch, 1), budget);
+            let mut samples: Vec<f64> = (0..rounds).map(|_| bench.throw_ns(catch, n)).collect();
+            out += &line(&format!("{count}\t{position}"), spread(&mut samples));
+        }
+    }
+    let modules = live.len() as f64;
+    let (heap_before, maps_before) = bench.before;
+    let (heap_after, maps_after) = memory_in_use();
+    out += &line("heap-per-module", [(heap_after - heap_before) / modules; 3]);
+    out += &line(
+        "maps-per-100-modules",
+        [(maps_after - maps_before) * 100.0 / modules; 3],
     );
-    drop(registration);
-    // SAFETY: deregistered, and none of its code runs.
-    unsafe { module.free_memory() };
+    out += &line("finalize", spread(&mut finalize_ns));
+    // Arena creation, spread over every module registered.
+    let arena_ns = bench.arena_time().as_nanos() as f64 / register_ns.len() as f64;
+    let mut amortized: Vec<f64> = register_ns.iter().map(|ns| ns + arena_ns).collect();
+    out += &line("register", spread(&mut amortized));
 
+    // Threads throwing through different modules, spread over addresses.
+    let mut by_address: Vec<Entry> = live.iter().map(|m| m.catch).collect();
+    by_address.sort_by_key(|&f| f as usize);
+    let n = throws_for(bench.throw_ns(by_address[0], 1), budget).min(100);
+    for threads in [1usize, 2, 4, 8] {
+        let mut samples: Vec<f64> = (0..3)
+            .map(|_| {
+                let total: u64 = std::thread::scope(|scope| {
+                    let workers: Vec<_> = (0..threads)
+                        .map(|t| {
+                            let catch = by_address[(t * 2 + 1) * by_address.len() / 17];
+                            let gxx = &bench.gxx;
+                            scope.spawn(move || {
+                                let start = Instant::now();
+                                let mut throws = 0u64;
+                                while start.elapsed() < thread_time {
+                                    // SAFETY: as in `Bench::throw_ns`.
+                                    unsafe { gxx.best_ns(Some(catch), None, FRAMES, n, 1) };
+                                    throws += n as u64;
+                                }
+                                throws as f64 / start.elapsed().as_secs_f64()
+                            })
+                        })
+                        .collect();
+                    workers.into_iter().map(|w| w.join().unwrap() as u64).sum()
+                });
+                total as f64
+            })
+            .collect();
+        out += &line(&format!("threads\t{threads}"), spread(&mut samples));
+    }
+
+    let mut deregister = Vec::new();
+    for module in &mut live {
+        let start = Instant::now();
+        module.registration.take();
+        deregister.push(start.elapsed().as_nanos() as f64);
+    }
+    out += &line("deregister", spread(&mut deregister));
+    live.into_iter().for_each(free);
     out
 }
 
-/// `copies` copies of `file`'s functions, the calls between them renamed
-/// to stay within each copy (`clif_rec_3` calls `clif_rec_3`).
-fn batched_file(file: &clif_eh::EhFile, copies: usize) -> clif_eh::EhFile {
-    use cranelift_codegen::ir::{ExternalName, UserFuncName};
-    let own: Vec<String> = file
-        .functions
-        .iter()
-        .map(clif_eh::module::clif_name)
-        .collect();
-    let mut functions = Vec::new();
-    for copy in 0..copies {
-        for func in &file.functions {
-            let mut func = func.clone();
-            func.name =
-                UserFuncName::testcase(format!("{}_{copy}", clif_eh::module::clif_name(&func)));
-            for ext in func.dfg.ext_funcs.values_mut() {
-                if let ExternalName::TestCase(name) = &ext.name {
-                    let name = name.to_string().trim_start_matches('%').to_string();
-                    if own.contains(&name) {
-                        ext.name = ExternalName::testcase(format!("{name}_{copy}"));
-                    }
-                }
-            }
-            functions.push(func);
-        }
-    }
-    clif_eh::EhFile {
-        policy: file.policy.clone(),
-        isas: file.isas.clone(),
-        functions,
-        encoding: file.encoding,
-    }
-}
-
-/// The worker: this binary under LLVM libunwind.
-pub fn worker(mode: Mode) {
-    assert_eq!(
-        cranelift_lsda::detect_unwinder(),
-        cranelift_lsda::Unwinder::LlvmLibunwind
-    );
+/// The worker: one registrar, under the unwinder this process has.
+pub fn worker(mode: Mode, registrar: &str) {
     let library = std::env::var("EH_BENCH_LIBRARY").expect("EH_BENCH_LIBRARY");
-    print!("{}", measure(mode, Path::new(&library)));
-}
-
-/// The rows of one registration step: registering `what`, and a throw
-/// through its first and last module against `base` (one module alone).
-fn push_step(
-    rows: &mut Vec<Row>,
-    what: &str,
-    register: &str,
-    register_how: &str,
-    throws: [f64; 2],
-    base: f64,
-) {
-    rows.push(
-        Row::new(PART, format!("{what}, {register_how}")).values(format!("{register} µs"), ""),
+    print!(
+        "{}",
+        measure(mode, Path::new(&library), Registrar::parse(registrar))
     );
-    for (which, ns) in ["first", "last"].into_iter().zip(throws) {
-        rows.push(
-            Row::new(PART, format!("{what}, throw through the {which}"))
-                .values(
-                    format!("{:.2} µs", ns / 1e3),
-                    format!("1 module {:.2} µs", base / 1e3),
-                )
-                .ratio(ns, base)
-                .target(1.5),
-        );
-    }
 }
 
-fn step_rows(rows: &mut Vec<Row>, unwinder: &str, text: &str) {
-    let mut first_throw = None;
-    let parse =
-        |first: &str, last: &str| -> [f64; 2] { [first.parse().unwrap(), last.parse().unwrap()] };
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split('\t').collect();
-        match fields[..] {
-            ["batched", functions, first, last, register] => {
-                let base = first_throw.expect("the 1-module step comes first");
-                let what = format!("{unwinder}: {functions} copies in 1 module");
-                push_step(
-                    rows,
-                    &what,
-                    register,
-                    "register once",
-                    parse(first, last),
-                    base,
-                );
+type Figures = std::collections::BTreeMap<String, [f64; 3]>;
+
+fn parse(text: &str) -> Figures {
+    text.lines()
+        .map(|line| {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let (key, values) = fields.split_at(fields.len() - 3);
+            let values: Vec<f64> = values.iter().map(|v| v.parse().unwrap()).collect();
+            (key.join(" "), [values[0], values[1], values[2]])
+        })
+        .collect()
+}
+
+fn us([min, median, max]: [f64; 3]) -> String {
+    format!("{:.2} µs ({:.2}–{:.2})", median / 1e3, min / 1e3, max / 1e3)
+}
+
+fn rows_of(rows: &mut Vec<Row>, unwinder: &str, registrar: Registrar, figures: &Figures) {
+    let what = format!("{unwinder}, {}", registrar.label());
+    let steady_base = figures["1 median"];
+    let first_base = figures["1 first-further"];
+    let burst_base = figures["1 first"];
+    let counts: Vec<usize> = figures
+        .keys()
+        .filter_map(|k| k.strip_suffix(" lowest")?.parse().ok())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let largest = *counts.last().unwrap();
+    for &count in &counts {
+        let mut throw_row = |label: &str, key: &str| {
+            let Some(&values) = figures.get(&format!("{count} {key}")) else {
+                return;
+            };
+            let (base, base_label) = match key {
+                "first" => (burst_base, "1 module, after as many stock modules"),
+                "first-further" => (first_base, "first, 1 module"),
+                _ => (steady_base, "1 module"),
+            };
+            let mut row = Row::new(PART, format!("{what}: {count} modules, {label}"))
+                .values(us(values), format!("{base_label} {}", us(base)))
+                .ratio(values[1], base[1]);
+            if count > 1 {
+                row = row.target(1.5);
             }
-            ["deregister", us] => rows.push(
-                Row::new(PART, format!("{unwinder}: deregister, per module"))
-                    .values(format!("{us} µs"), ""),
-            ),
-            [modules, first, last, register] => {
-                let throws = parse(first, last);
-                let base = *first_throw.get_or_insert(throws[0]);
-                let what = format!("{unwinder}: {modules} module(s)");
-                push_step(rows, &what, register, "register per module", throws, base);
+            if count == largest && key == "lowest" && registrar == Registrar::Arenas {
+                row = row.headline();
             }
-            _ => panic!("not a registration line: {line:?}"),
+            rows.push(row);
+        };
+        throw_row("first throw after this step's registrations", "first");
+        throw_row("first throw through each of 5 more", "first-further");
+        for position in ["lowest", "median", "highest"] {
+            throw_row(&format!("throw via the {position} address"), position);
         }
+    }
+    let register = figures["register"];
+    let register_label = match registrar {
+        Registrar::RegisterFrame => "JitTables::register per module",
+        Registrar::Arenas => "JitTables::register per module, arena creation spread over them",
+    };
+    rows.push(
+        Row::new(PART, format!("{what}: {register_label}"))
+            .values(us(register), "target 10 µs")
+            .ratio(register[1], 10_000.0)
+            .target(1.0),
+    );
+    rows.push(
+        Row::new(
+            PART,
+            format!("{what}: cranelift-jit's finalize_definitions per module"),
+        )
+        .values(us(figures["finalize"]), ""),
+    );
+    rows.push(
+        Row::new(PART, format!("{what}: deregister per module"))
+            .values(us(figures["deregister"]), ""),
+    );
+    let maps = figures["maps-per-100-modules"][1];
+    rows.push(
+        Row::new(
+            PART,
+            format!("{what}: memory mappings per 100 modules ({largest} live)"),
+        )
+        .values(format!("{maps:.1}"), "target 1")
+        .ratio(maps.max(0.0), 1.0)
+        .target(1.0),
+    );
+    rows.push(
+        Row::new(PART, format!("{what}: heap per module ({largest} live)"))
+            .values(format!("{:.0} B", figures["heap-per-module"][1]), ""),
+    );
+    let throughput = |t: usize| figures[&format!("threads {t}")];
+    let per_second = |v: [f64; 3]| {
+        format!(
+            "{:.0} k/s ({:.0}–{:.0})",
+            v[1] / 1e3,
+            v[0] / 1e3,
+            v[2] / 1e3
+        )
+    };
+    for (threads, against, target) in [(2, 1, Some(1.0 / 1.8)), (4, 2, None), (8, 2, Some(1.0))] {
+        let (ours, base) = (throughput(threads), throughput(against));
+        // The ratio is `against`'s throughput over this one's (scaled for
+        // 2 vs 1), so that "≤ target" reads as "fast enough".
+        let row = Row::new(
+                PART,
+                format!(
+                    "{what}: {threads} threads throwing through different modules, vs {against} (2 cores)"
+                ),
+            )
+            .values(per_second(ours), format!("{against}: {}", per_second(base)))
+            .ratio(base[1], ours[1]);
+        rows.push(match target {
+            Some(target) => row.target(target),
+            None => row,
+        });
     }
 }
 
 pub fn rows(mode: Mode) -> Vec<Row> {
     let library = gxx_library();
     let mut rows = Vec::new();
-    step_rows(&mut rows, "libgcc", &measure(mode, library));
-    let llvm = llvm_libunwind_worker("registration", mode, &[("EH_BENCH_LIBRARY", library)]);
-    step_rows(&mut rows, "LLVM libunwind", &llvm);
+    for registrar in [Registrar::RegisterFrame, Registrar::Arenas] {
+        let libgcc = crate::throw::worker_process(
+            &["registration", registrar.name()],
+            mode,
+            &[("EH_BENCH_LIBRARY", library)],
+            None,
+        );
+        rows_of(&mut rows, "libgcc", registrar, &parse(&libgcc));
+        let llvm = llvm_libunwind_worker(
+            &["registration", registrar.name()],
+            mode,
+            &[("EH_BENCH_LIBRARY", library)],
+        );
+        rows_of(&mut rows, "LLVM libunwind", registrar, &parse(&llvm));
+    }
     rows
 }

@@ -77,7 +77,7 @@ fn write(path: &Path, text: &str) -> Result<(), ReportError> {
 }
 
 /// The table, and how many rows missed their target.
-pub fn table(rows: &[Row]) -> (String, usize) {
+pub fn table<'a>(rows: impl IntoIterator<Item = &'a Row>) -> (String, usize) {
     let mut out = String::from(
         "| part | case | ours | baseline | ratio | target | met |\n|---|---|---|---|---|---|---|\n",
     );
@@ -199,13 +199,21 @@ pub fn worse_than_committed(rows: &[Row]) -> Vec<String> {
 /// Rewrite the docs' tables and the gate file from this run.
 pub fn write_docs(rows: &[Row], summary: &str) -> Result<(), ReportError> {
     let root = repo_root();
-    let (table, _) = table(rows);
+    let (whole, _) = table(rows);
     let run = format!("{}\n\n`{summary}`\n", machine());
+
+    // The registration rows again beside the design they measure.
+    let unwinders_doc = root.join("docs/unwinders.md");
+    let (registration, _) = table(rows.iter().filter(|r| r.part == crate::registration::PART));
+    let text = read(&unwinders_doc)?;
+    let text = replace_between(&text, &unwinders_doc, "run", &run)?;
+    let text = replace_between(&text, &unwinders_doc, "registration", &registration)?;
+    write(&unwinders_doc, &text)?;
 
     let bench_doc = root.join("docs/benchmark.md");
     let mut text = read(&bench_doc)?;
     text = replace_between(&text, &bench_doc, "run", &run)?;
-    text = replace_between(&text, &bench_doc, "table", &table)?;
+    text = replace_between(&text, &bench_doc, "table", &whole)?;
     write(&bench_doc, &text)?;
 
     let readme = root.join("README.md");

@@ -118,6 +118,12 @@ pub struct GxxHalf {
     gxx_catch: Entry,
 }
 
+// SAFETY: the fields are addresses of functions of a library that stays
+// loaded for the life of the process; bench-throw.cpp's functions keep no
+// shared state, and C++ throws are thread-safe, so they may be called from
+// any thread.
+unsafe impl Sync for GxxHalf {}
+
 impl GxxHalf {
     /// Load the library of [`gxx_library`] (it stays loaded).
     pub fn load(library: &Path) -> Self {
@@ -272,16 +278,28 @@ pub fn worker(mode: Mode) {
     print!("{}", jit_figures(mode, Path::new(&library)));
 }
 
-/// Run `part` of this binary again under LLVM libunwind; its stdout.
-pub fn llvm_libunwind_worker(part: &str, mode: Mode, env: &[(&str, &Path)]) -> String {
+/// Run `args` of this binary again under LLVM libunwind; its stdout.
+pub fn llvm_libunwind_worker(args: &[&str], mode: Mode, env: &[(&str, &Path)]) -> String {
     assert!(
         Path::new(LLVM_LIBUNWIND).exists(),
         "{LLVM_LIBUNWIND} is missing: install Debian's libunwind-14 (./test.sh does)"
     );
+    worker_process(args, mode, env, Some(LLVM_LIBUNWIND))
+}
+
+/// Run `--worker ARGS` of this binary in a process of its own (with
+/// `preload` as `LD_PRELOAD`); its stdout.
+pub fn worker_process(
+    args: &[&str],
+    mode: Mode,
+    env: &[(&str, &Path)],
+    preload: Option<&str>,
+) -> String {
     let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args(["--worker", part])
-        .env("LD_PRELOAD", LLVM_LIBUNWIND);
+    command.arg("--worker").args(args);
+    if let Some(preload) = preload {
+        command.env("LD_PRELOAD", preload);
+    }
     if mode == Mode::Smoke {
         command.arg("--smoke");
     }
@@ -291,7 +309,7 @@ pub fn llvm_libunwind_worker(part: &str, mode: Mode, env: &[(&str, &Path)]) -> S
     let out = command.output().unwrap();
     assert!(
         out.status.success(),
-        "worker {part}: {}",
+        "worker {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
@@ -370,7 +388,7 @@ pub fn rows(mode: Mode) -> Vec<Row> {
             .ratio(f["gxx-registered"], f["gxx"]),
         );
     }
-    let llvm = llvm_libunwind_worker("throw-jit", mode, &[("EH_BENCH_LIBRARY", library)]);
+    let llvm = llvm_libunwind_worker(&["throw-jit"], mode, &[("EH_BENCH_LIBRARY", library)]);
     figure_rows(
         &mut rows,
         "(c) JIT, LLVM libunwind, g++ through the loader (asked before registered FDEs)",
