@@ -224,7 +224,7 @@ fn measure(mode: Mode, library: &Path, registrar: Registrar) -> String {
             &[1, 100, 1_000, 10_000],
             9,
             Duration::from_millis(40),
-            Duration::from_millis(500),
+            Duration::from_millis(700),
         ),
         Mode::Smoke => (
             &[1, 10, 100],
@@ -340,30 +340,39 @@ fn measure(mode: Mode, library: &Path, registrar: Registrar) -> String {
     // Threads throwing through different modules, spread over addresses.
     let mut by_address: Vec<Entry> = live.iter().map(|m| m.catch).collect();
     by_address.sort_by_key(|&f| f as usize);
-    let n = throws_for(bench.throw_ns(by_address[0], 1), budget).min(100);
+    // Small batches, so that a thread stops soon after the deadline.
+    let n = throws_for(bench.throw_ns(by_address[0], 1), budget).min(20);
     for threads in [1usize, 2, 4, 8] {
-        let mut samples: Vec<f64> = (0..3)
+        // All threads start together and stop at one deadline: throughput
+        // is every throw completed over that one window.
+        let mut samples: Vec<f64> = (0..rounds.min(7))
             .map(|_| {
-                let total: u64 = std::thread::scope(|scope| {
+                let ready = std::sync::Barrier::new(threads + 1);
+                let stop = std::sync::atomic::AtomicBool::new(false);
+                std::thread::scope(|scope| {
                     let workers: Vec<_> = (0..threads)
                         .map(|t| {
                             let catch = by_address[(t * 2 + 1) * by_address.len() / 17];
-                            let gxx = &bench.gxx;
+                            let (gxx, ready, stop) = (&bench.gxx, &ready, &stop);
                             scope.spawn(move || {
-                                let start = Instant::now();
+                                ready.wait();
                                 let mut throws = 0u64;
-                                while start.elapsed() < thread_time {
+                                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                                     // SAFETY: as in `Bench::throw_ns`.
                                     unsafe { gxx.best_ns(Some(catch), None, FRAMES, n, 1) };
                                     throws += n as u64;
                                 }
-                                throws as f64 / start.elapsed().as_secs_f64()
+                                throws
                             })
                         })
                         .collect();
-                    workers.into_iter().map(|w| w.join().unwrap() as u64).sum()
-                });
-                total as f64
+                    ready.wait();
+                    let start = Instant::now();
+                    std::thread::sleep(thread_time);
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let throws: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+                    throws as f64 / start.elapsed().as_secs_f64()
+                })
             })
             .collect();
         out += &line(&format!("threads\t{threads}"), spread(&mut samples));
