@@ -181,7 +181,12 @@ fn the_jit_module_needs_unwind_lsda_on_patched_cranelift() {
     let module = LsdaJitModule::new(builder, personality, policy(), LandingPads::Check, resolve);
     if cfg!(cranelift_lsda_upstream) {
         let expected = RegistrationError::from(UnsupportedTarget::UnwindLsdaOff);
-        assert_eq!(module.err(), Some(expected));
+        // Compared by structure: an arena error (it may hold an
+        // io::Error) makes the type not comparable.
+        assert_eq!(
+            format!("{:?}", module.err()),
+            format!("{:?}", Some(expected))
+        );
     } else {
         assert!(module.is_ok());
     }
@@ -210,8 +215,11 @@ fn a_failed_jit_registration_leaves_the_tables_pending() {
         .unwrap();
     let err = tables.register(&module, &|_| None).err().unwrap();
     assert_eq!(
-        err,
-        RegistrationError::from(EncodeError::UnresolvedSymbol("_ZTIi".into()))
+        format!("{err:?}"),
+        format!(
+            "{:?}",
+            RegistrationError::from(EncodeError::UnresolvedSymbol("_ZTIi".into()))
+        )
     );
     assert_eq!(
         err.to_string(),
