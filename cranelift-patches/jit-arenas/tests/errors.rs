@@ -137,10 +137,7 @@ fn a_function_is_registered_once_until_its_registration_is_dropped() {
 fn a_pc_relative_eh_frame_is_refused() {
     let isa = isa();
     let arenas = arenas();
-    let (mut module, tables) = module_in(&arenas);
-    let f = define_caller(&mut module, "f", 1);
-    module.finalize_definitions().unwrap();
-    let pf = placed(&module, &f);
+    let (module, tables, f, pf) = finalized_f(&arenas);
     let pcrel = gimli::DwEhPe(DW_EH_PE_pcrel.0 | DW_EH_PE_sdata4.0);
 
     // As an object file's .eh_frame would be: its pointers relative to
@@ -208,10 +205,7 @@ fn a_pc_relative_eh_frame_is_refused() {
 fn a_truncated_eh_frame_is_malformed() {
     let isa = isa();
     let arenas = arenas();
-    let (mut module, tables) = module_in(&arenas);
-    let f = define_caller(&mut module, "f", 1);
-    module.finalize_definitions().unwrap();
-    let pf = placed(&module, &f);
+    let (module, tables, f, pf) = finalized_f(&arenas);
     let whole = eh_frame(&*isa, &[(&f, pf.address as u64)]);
     // Cut in the FDE (the terminator and the FDE's last bytes gone).
     let error = tables.register(&whole[..whole.len() - 8]).err().unwrap();

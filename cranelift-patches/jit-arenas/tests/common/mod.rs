@@ -128,6 +128,16 @@ pub struct Placed {
     pub len: usize,
 }
 
+/// A module in `arenas` with one finalized function `f` (a caller adding
+/// 1): the module, its tables, `f` and where it was placed.
+pub fn finalized_f(arenas: &LoaderArenas) -> (JITModule, ArenaTables, Defined, Placed) {
+    let (mut module, tables) = module_in(arenas);
+    let f = define_caller(&mut module, "f", 1);
+    module.finalize_definitions().unwrap();
+    let at = placed(&module, &f);
+    (module, tables, f, at)
+}
+
 /// Where `defined` ended up (the module is finalized).
 pub fn placed(module: &JITModule, defined: &Defined) -> Placed {
     Placed {
