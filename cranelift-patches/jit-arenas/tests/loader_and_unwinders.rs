@@ -29,7 +29,7 @@ fn read_usize(address: *const u8) -> usize {
 fn the_loader_and_libgcc_find_a_registered_fde_and_lose_it_when_dropped() {
     let isa = isa();
     let arenas = small_arenas();
-    let (mut module, tables, f, p) = finalized_f(&arenas);
+    let (module, tables, f, p) = finalized_f(&arenas);
     let (first, middle, last) = (p.address, p.address + p.len / 2, p.address + p.len - 1);
 
     // The loader knows the arena from the start; libgcc finds no FDE for
@@ -132,7 +132,7 @@ fn walk_through(f: Caller, p: Placed, add: i64) -> (usize, usize) {
 fn a_backtrace_crosses_a_jit_frame_only_while_its_fde_is_registered() {
     let isa = isa();
     let arenas = small_arenas();
-    let (mut module, tables, f, p) = finalized_f(&arenas);
+    let (module, tables, f, p) = finalized_f(&arenas);
     // SAFETY: `f` is a finalized function of this signature; it unwinds
     // only through the walk, which does not unwind.
     let call: Caller = unsafe { std::mem::transmute(p.address) };
