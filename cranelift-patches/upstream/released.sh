@@ -55,7 +55,7 @@ ws=$out/workspace
 rm -rf "$ws"
 mkdir -p "$ws/cranelift-patches" "$ws/docs"
 cp "$root/Cargo.toml" "$root/Cargo.lock" "$ws/"
-cp -r "$root/cranelift-patches/cranelift-lsda" "$root/cranelift-patches/clif-eh" "$ws/cranelift-patches/"
+cp -r "$root/cranelift-patches/cranelift-lsda" "$root/cranelift-patches/clif-eh" "$root/cranelift-patches/jit-arenas" "$ws/cranelift-patches/"
 cp -r "$root/tests" "$root/filetests" "$ws/"
 cp -r "$root/docs/examples" "$ws/docs/"
 # The docs' checks (transcripts, commands, paths) are about this
@@ -81,7 +81,7 @@ start=$SECONDS
 log=$work/test.log
 status=0
 # cranelift-lsda takes the moved parts from the patched crates.
-(cd "$ws" && CARGO_TARGET_DIR=$out/target RUSTFLAGS="--cfg cranelift_lsda_upstream" cargo test --workspace --no-fail-fast --ignore-rust-version "$@") \
+(cd "$ws" && CARGO_TARGET_DIR=$out/target RUSTFLAGS="--cfg cranelift_lsda_upstream" RUSTDOCFLAGS="--cfg cranelift_lsda_upstream" cargo test --workspace --no-fail-fast --ignore-rust-version "$@") \
     >"$log" 2>&1 || status=$?
 grep -E "^test .*FAILED|panicked|^error" "$log" | head -20 >&2 || true
 awk '/^test result:/ { p += $4; f += $6 } /^filetests: [0-9]+ passed/ { p += $2; f += $4 }
