@@ -56,7 +56,14 @@ impl std::fmt::Display for RegistrationError {
     }
 }
 
-impl std::error::Error for RegistrationError {}
+impl std::error::Error for RegistrationError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Arena(err) => Some(err),
+            _ => None,
+        }
+    }
+}
 
 impl<E: Into<LsdaError>> From<E> for RegistrationError {
     fn from(err: E) -> Self {
@@ -232,7 +239,11 @@ impl JitTables {
         let registration = match &self.arena {
             Some(arena) => Registration {
                 registered: Registered::Arena {
-                    _fdes: arena.register(eh_frame.0.slice())?,
+                    // SAFETY: the FDEs describe functions of `module` as
+                    // compiled, the personality is the caller's, and the
+                    // LSDAs are `lsdas`, which the registration owns and
+                    // drops after this field.
+                    _fdes: unsafe { arena.register(eh_frame.0.slice())? },
                 },
                 _eh_frame: AlignedBytes::new(&[]),
                 _lsdas: lsdas,
@@ -328,10 +339,12 @@ enum Registered {
 
 /// Tables registered with the unwinder, deregistered on drop.
 pub struct Registration {
+    // First: an arena registration is undone when this field drops, which
+    // must come before the tables it points to go.
+    registered: Registered,
     // Kept alive (and unmoved) while registered.
     _eh_frame: AlignedBytes,
     _lsdas: AlignedBytes,
-    registered: Registered,
 }
 
 impl Registration {

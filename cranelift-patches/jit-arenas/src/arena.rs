@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 /// What changes as modules come and go, under the arena's lock.
@@ -45,8 +45,9 @@ pub(crate) struct Arena {
 }
 
 // SAFETY: the raw pointers are the arena's own mappings and loader handle,
-// valid until drop; every write through `tables` happens under `state`'s
-// lock, and unwinders only read.
+// valid until drop; writes through `tables` that move the tables' ends
+// happen under `state`'s lock, single fields are stored atomically, and
+// unwinders only read.
 unsafe impl Send for Arena {}
 // SAFETY: as above: shared access only reads the pointers or writes under
 // the lock (or with atomics the unwinders read concurrently).
@@ -80,9 +81,20 @@ impl Arena {
         placeholder: &[u8],
         loaded: LoadedToken,
     ) -> Result<Self, ArenaError> {
-        // SAFETY: memfd_create takes a NUL-terminated name and flags; it
-        // returns a new descriptor or -1.
-        let fd = unsafe { libc::memfd_create(c"cranelift-jit-arena".as_ptr(), libc::MFD_CLOEXEC) };
+        // The image is never mapped executable from the file (its code
+        // segment is anonymous), so hosts that refuse executable memfds
+        // (vm.memfd_noexec=2) accept it sealed non-executable; kernels
+        // before 6.3 do not know the flag.
+        const MFD_NOEXEC_SEAL: libc::c_uint = 0x0008;
+        let create = |flags| {
+            // SAFETY: memfd_create takes a NUL-terminated name and flags;
+            // it returns a new descriptor or -1.
+            unsafe { libc::memfd_create(c"cranelift-jit-arena".as_ptr(), flags) }
+        };
+        let mut fd = create(libc::MFD_CLOEXEC | MFD_NOEXEC_SEAL);
+        if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+            fd = create(libc::MFD_CLOEXEC);
+        }
         if fd < 0 {
             return Err(last_os_error("memfd_create"));
         }
@@ -97,7 +109,25 @@ impl Arena {
                 error,
             })?;
 
+        let placeholder_fde =
+            (layout.eh_frame - layout.hdr + placeholder_fde_offset(placeholder)?) as i32;
         let path = format!("/proc/self/fd/{fd}\0");
+        // The loader matches names: an object still loaded under this one
+        // (an arena someone else kept open) would be handed back instead.
+        // SAFETY: RTLD_NOLOAD only looks the name up.
+        let stale =
+            unsafe { libc::dlopen(path.as_ptr().cast(), libc::RTLD_NOLOAD | libc::RTLD_LAZY) };
+        if !stale.is_null() {
+            // SAFETY: the reference RTLD_NOLOAD just took.
+            unsafe { libc::dlclose(stale) };
+            return Err(ArenaError::Loader {
+                what: "dlopen of the arena image",
+                message: format!(
+                    "an object named {} is still loaded",
+                    path.trim_end_matches('\0')
+                ),
+            });
+        }
         // SAFETY: `path` is NUL-terminated; the image has no initializers,
         // no relocations and no dependencies, so loading runs none of our
         // code and resolves nothing.
@@ -109,8 +139,7 @@ impl Arena {
         // From here on, dropping `arena` unloads the image.
         let mut arena = Self {
             layout,
-            placeholder_fde: (layout.eh_frame - layout.hdr + placeholder_fde_offset(placeholder)?)
-                as i32,
+            placeholder_fde,
             placeholder_len: placeholder.len() as u64,
             base: 0,
             tables: core::ptr::null_mut(),
@@ -190,8 +219,15 @@ impl Arena {
     /// Append search-table entries for functions at `code_offsets`
     /// (ascending, above every published entry), each pointing to the
     /// placeholder FDE; returns the index of the first.
-    pub(crate) fn publish_entries(&self, state: &mut ArenaState, code_offsets: &[u64]) -> u32 {
+    pub(crate) fn publish_entries(
+        &self,
+        state: &mut ArenaState,
+        code_offsets: &[u64],
+    ) -> Result<u32, ArenaError> {
         let first = state.entries;
+        if u64::from(first) + code_offsets.len() as u64 > u64::from(self.layout.hdr_capacity) {
+            return Err(ArenaError::Full(".eh_frame_hdr search table"));
+        }
         let code_from_hdr = self.layout.code - self.layout.hdr;
         for (i, &offset) in code_offsets.iter().enumerate() {
             let [start, fde] = self.entry(first + i as u32);
@@ -203,7 +239,7 @@ impl Arena {
         self.count().store(state.entries, Ordering::Release);
         let entry_offset = |i: u32| HDR_HEADER_LEN + u64::from(i) * HDR_ENTRY_LEN;
         self.prefault(entry_offset(first), entry_offset(state.entries));
-        first
+        Ok(first)
     }
 
     /// Map the table bytes `start..end` (offsets in the table segment) into
@@ -258,7 +294,9 @@ impl Arena {
     ) -> Result<u64, ArenaError> {
         let offset = state.eh_frame_top;
         debug_assert_eq!(offset % size_of::<usize>() as u64, 0);
-        if offset + entries.len() as u64 > self.layout.eh_frame_capacity {
+        // The zero length after the last entry ends `.eh_frame` for the
+        // unwinders that scan it: it must stay inside the region.
+        if offset + entries.len() as u64 + 4 > self.layout.eh_frame_capacity {
             return Err(ArenaError::Full(".eh_frame"));
         }
         let (length, rest) = entries.split_at(4);
@@ -270,9 +308,10 @@ impl Arena {
                 .add((self.layout.eh_frame - self.layout.hdr + offset) as usize);
             core::ptr::copy_nonoverlapping(rest.as_ptr(), dst.add(4), rest.len());
             // A reader scanning `.eh_frame` stops at a zero length: give it
-            // the first length only once what follows is in place.
-            fence(Ordering::Release);
-            core::ptr::copy_nonoverlapping(length.as_ptr(), dst, 4);
+            // the first length only once what follows is in place. (The C
+            // readers use plain loads and rely on the address dependency.)
+            let length = u32::from_ne_bytes(length.try_into().expect("4 bytes"));
+            (*dst.cast::<AtomicU32>()).store(length, Ordering::Release);
         }
         state.eh_frame_top = offset + entries.len() as u64;
         let in_tables = self.layout.eh_frame - self.layout.hdr;
@@ -344,8 +383,8 @@ impl Drop for Arena {
             unsafe { libc::munmap(self.tables.cast(), self.layout.tables_len() as usize) };
         }
         // SAFETY: the handle from `open`; no module has code here any more
-        // (modules and registrations hold the arena), so nothing runs in or
-        // unwinds through the image.
+        // (a module's code and registrations hold the arena through its
+        // `ModuleCode`), so nothing runs in or unwinds through the image.
         unsafe { libc::dlclose(self.handle) };
     }
 }

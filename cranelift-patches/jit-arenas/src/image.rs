@@ -60,26 +60,33 @@ impl Layout {
         min_function_align: u64,
         eh_frame_capacity: u64,
     ) -> Result<Self, ArenaError> {
-        let entries = code_capacity / min_function_align;
-        let hdr_capacity = u32::try_from(entries)
-            .ok()
-            .filter(|_| code_capacity < (1 << 31) && eh_frame_capacity < (1 << 31))
-            .ok_or(ArenaError::Config(
-                "an arena's code and .eh_frame must each stay under 2 GiB (the search table's offsets are 32-bit)",
-            ))?;
         if code_capacity == 0 || eh_frame_capacity == 0 {
             return Err(ArenaError::Config(
                 "an arena needs room for code and for .eh_frame",
             ));
         }
+        let too_large = || {
+            ArenaError::Config(
+                "an arena's code and .eh_frame must lie within 2 GiB of its search table (its offsets are 32-bit)",
+            )
+        };
+        let code_capacity = align_up(code_capacity, SEGMENT_ALIGN);
+        let eh_frame_capacity = align_up(eh_frame_capacity, SEGMENT_ALIGN);
+        // One entry per function, functions at least `min_function_align`
+        // apart in the code the arena really holds.
+        let hdr_capacity =
+            u32::try_from(code_capacity / min_function_align).map_err(|_| too_large())?;
         let dynamic = SEGMENT_ALIGN;
         let hdr = 2 * SEGMENT_ALIGN;
         let eh_frame = align_up(
             hdr + HDR_HEADER_LEN + u64::from(hdr_capacity) * HDR_ENTRY_LEN,
             SEGMENT_ALIGN,
         );
-        let eh_frame_capacity = align_up(eh_frame_capacity, SEGMENT_ALIGN);
         let code = eh_frame + eh_frame_capacity;
+        // Every search-table value is an offset from the table's start.
+        if code + code_capacity - hdr > i32::MAX as u64 {
+            return Err(too_large());
+        }
         Ok(Self {
             dynamic,
             hdr,
@@ -87,7 +94,7 @@ impl Layout {
             eh_frame,
             eh_frame_capacity,
             code,
-            code_capacity: align_up(code_capacity, SEGMENT_ALIGN),
+            code_capacity,
         })
     }
 

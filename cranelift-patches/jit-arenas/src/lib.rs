@@ -2,8 +2,8 @@
 //! unwind tables the way they find a shared library's: libgcc through
 //! glibc's `_dl_find_object`, LLVM libunwind through `dl_iterate_phdr` and
 //! the `.eh_frame_hdr` search table. Nothing is `__register_frame`d, so a
-//! lookup costs the same with one module as with ten thousand, and takes no
-//! lock in libgcc.
+//! lookup is a binary search whatever the number of modules, and takes no
+//! lock in libgcc (LLVM libunwind's `dl_iterate_phdr` holds the loader's).
 //!
 //! An arena is a memfd holding a minimal shared object (see `image.rs`),
 //! loaded once with `dlopen`. Its code segment is anonymous memory that
@@ -19,10 +19,11 @@
 //! [`cranelift_jit::JITMemoryProvider`] for one `JITModule` and the
 //! [`ArenaTables`] handle through which its `.eh_frame` is registered. An
 //! arena nobody uses is emptied for reuse, or unloaded if the pool has a
-//! fresher one. Linux with glibc only: `_dl_find_object` needs glibc 2.35
-//! (libgcc 12 uses it when no frame is `__register_frame`d).
+//! fresher one. Linux only, tested with glibc: `_dl_find_object` needs
+//! glibc 2.35 (libgcc 12 uses it when no frame is `__register_frame`d);
+//! elsewhere the unwinders find arenas through `dl_iterate_phdr`.
 
-#![cfg(all(target_os = "linux", target_env = "gnu"))]
+#![cfg(target_os = "linux")]
 
 mod arena;
 mod image;
@@ -147,7 +148,9 @@ impl Default for ArenaConfig {
     fn default() -> Self {
         Self {
             code_capacity: 64 << 20,
-            eh_frame_capacity: 32 << 20,
+            // Address space, not memory: room for a 48-byte FDE per 16
+            // bytes of code, more than any module needs.
+            eh_frame_capacity: 192 << 20,
         }
     }
 }
@@ -315,7 +318,10 @@ impl Pool {
         let capacity = self.layout.code_capacity;
         let available = arenas.iter().find(|arena| {
             let state = arena.lock();
-            !state.leased && state.code_top + self.page <= capacity
+            let eh_frame = self.layout.eh_frame_capacity;
+            !state.leased
+                && state.code_top + self.page <= capacity
+                && state.eh_frame_top + eh_frame / 16 <= eh_frame
         });
         let arena = match available {
             Some(arena) => arena.clone(),
@@ -476,57 +482,34 @@ impl ArenaMemory {
                 lease.functions.push(start);
                 return Ok(lease.arena.code_address(start));
             }
-            if lease.functions.is_empty() {
+            if lease.functions.is_empty() && lease.start == 0 {
+                // An empty arena cannot take it (its alignment, say).
                 return Err(ArenaError::TooLarge { size, capacity });
             }
-            // Keep what is placed; continue in another arena.
+            // Keep what is placed (if anything): the arena is too full for
+            // this function, so it takes no more leases; continue in
+            // another one.
             let full = lease.arena.clone();
             self.pool.retire(&full);
         }
     }
 
     /// Make the round's code executable and give each function a
-    /// search-table entry; the arenas take leases again.
+    /// search-table entry; the arenas take leases again, also when this
+    /// fails (the failed round's pages are then left unused).
     fn publish(&mut self, branch_protection: BranchProtection) -> Result<(), ArenaError> {
         let mut code = self.code.lock();
+        let mut result = Ok(());
         for lease in self.open.drain(..) {
-            let arena = &lease.arena;
-            if lease.writable_end > lease.start {
-                let len = (lease.writable_end - lease.start) as usize;
-                // SAFETY: the lease's pages, written and not yet executable.
-                unsafe {
-                    wasmtime_jit_icache_coherence::clear_cache(
-                        arena.code_address(lease.start).cast(),
-                        len,
-                    )
-                }
-                .map_err(|error| ArenaError::Os {
-                    what: "clearing the instruction cache",
-                    error,
-                })?;
-                let mut prot = libc::PROT_READ | libc::PROT_EXEC;
-                if branch_protection == BranchProtection::BTI && cfg!(target_arch = "aarch64") {
-                    prot |= 0x10; // PROT_BTI
-                }
-                protect(arena, lease.start, lease.writable_end, prot)?;
-                code.ranges
-                    .push((arena.clone(), lease.start, lease.writable_end));
+            if result.is_ok() {
+                result = publish_lease(&lease, branch_protection, &mut code);
             }
-            let mut state = arena.lock();
-            let first = arena.publish_entries(&mut state, &lease.functions);
+            let mut state = lease.arena.lock();
             state.code_top = lease.writable_end.max(state.code_top);
             state.leased = false;
-            drop(state);
-            for (i, &offset) in lease.functions.iter().enumerate() {
-                code.slots.push(Slot {
-                    address: arena.code_address(offset) as usize,
-                    arena: arena.clone(),
-                    index: first + i as u32,
-                    fde: None,
-                });
-            }
         }
         code.slots.sort_by_key(|slot| slot.address);
+        result?;
         wasmtime_jit_icache_coherence::pipeline_flush_mt().map_err(|error| ArenaError::Os {
             what: "flushing the pipeline",
             error,
@@ -541,6 +524,43 @@ impl ArenaMemory {
             state.leased = false;
         }
     }
+}
+
+/// One lease's part of [`ArenaMemory::publish`].
+fn publish_lease(
+    lease: &Lease,
+    branch_protection: BranchProtection,
+    code: &mut ModuleCodeState,
+) -> Result<(), ArenaError> {
+    let arena = &lease.arena;
+    if lease.writable_end > lease.start {
+        let len = (lease.writable_end - lease.start) as usize;
+        // SAFETY: the lease's pages, written and not yet executable.
+        unsafe {
+            wasmtime_jit_icache_coherence::clear_cache(arena.code_address(lease.start).cast(), len)
+        }
+        .map_err(|error| ArenaError::Os {
+            what: "clearing the instruction cache",
+            error,
+        })?;
+        let mut prot = libc::PROT_READ | libc::PROT_EXEC;
+        if branch_protection == BranchProtection::BTI && cfg!(target_arch = "aarch64") {
+            prot |= 0x10; // PROT_BTI
+        }
+        protect(arena, lease.start, lease.writable_end, prot)?;
+        code.ranges
+            .push((arena.clone(), lease.start, lease.writable_end));
+    }
+    let first = arena.publish_entries(&mut arena.lock(), &lease.functions)?;
+    for (i, &offset) in lease.functions.iter().enumerate() {
+        code.slots.push(Slot {
+            address: arena.code_address(offset) as usize,
+            arena: arena.clone(),
+            index: first + i as u32,
+            fde: None,
+        });
+    }
+    Ok(())
 }
 
 impl JITMemoryProvider for ArenaMemory {
@@ -612,7 +632,14 @@ impl ArenaTables {
     /// `__register_frame`; a zero terminator is allowed) for functions of
     /// this module that are finalized. Each FDE must start at a function
     /// the module placed in an arena.
-    pub fn register(&self, eh_frame: &[u8]) -> Result<ArenaRegistration, ArenaError> {
+    ///
+    /// # Safety
+    ///
+    /// As for `__register_frame`: unwinders will follow what the entries
+    /// say. Each FDE's range and call frame instructions must describe its
+    /// function's code, and the personality routine and LSDAs it points to
+    /// must stay valid until the returned registration is dropped.
+    pub unsafe fn register(&self, eh_frame: &[u8]) -> Result<ArenaRegistration, ArenaError> {
         let (entries_len, fdes) = read_fdes(eh_frame)?;
         let entries = &eh_frame[..entries_len];
         let mut code = self.code.lock();
@@ -721,12 +748,25 @@ fn read_fdes(eh_frame: &[u8]) -> Result<(usize, Vec<(usize, u64)>), ArenaError> 
                 {
                     return Err(ArenaError::PositionDependent);
                 }
+                // FDE addresses exactly as `__register_frame` takes them
+                // (pointer-sized): unregistering rewrites the range field.
+                if cie
+                    .fde_address_encoding()
+                    .is_some_and(|e| e != gimli::DW_EH_PE_absptr)
+                {
+                    return Err(ArenaError::Malformed(
+                        "FDE addresses must be pointer-sized (DW_EH_PE_absptr)".into(),
+                    ));
+                }
                 end = end.max(cie.offset() + 4 + cie.entry_len());
             }
             gimli::CieOrFde::Fde(partial) => {
                 let fde = partial
                     .parse(|section, bases, offset| section.cie_from_offset(bases, offset))
                     .map_err(malformed)?;
+                if eh_frame[fde.offset()..].starts_with(&[0xff; 4]) {
+                    return Err(ArenaError::Malformed("an FDE is 64-bit DWARF".into()));
+                }
                 end = end.max(fde.offset() + 4 + fde.entry_len());
                 fdes.push((fde.initial_address() as usize, fde.offset() as u64));
             }

@@ -1,4 +1,5 @@
 use super::*;
+use image::{HDR_ENTRY_LEN, HDR_HEADER_LEN};
 use object::read::elf::{ElfFile64, ProgramHeader as _};
 use object::{Object, ObjectSection};
 
@@ -54,12 +55,27 @@ fn the_image_is_a_shared_object_with_its_tables_where_the_layout_says() {
 
 #[test]
 fn oversized_configurations_are_refused() {
-    let error = LoaderArenas::with_config(ArenaConfig {
-        code_capacity: 4 << 30,
-        eh_frame_capacity: 1 << 20,
-    })
-    .err()
-    .unwrap();
-    assert!(matches!(error, ArenaError::Config(_)), "{error}");
-    assert!(error.to_string().contains("under 2 GiB"), "{error}");
+    // Each capacity under 2 GiB is not enough: the search table's values
+    // are offsets from its start, up to the end of the code.
+    for (code_capacity, eh_frame_capacity) in [(4 << 30, 1 << 20), (1 << 30, 512 << 20)] {
+        let error = LoaderArenas::with_config(ArenaConfig {
+            code_capacity,
+            eh_frame_capacity,
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(error, ArenaError::Config(_)), "{error}");
+        assert!(error.to_string().contains("within 2 GiB"), "{error}");
+    }
+    let fits = Layout::new(1 << 30, MIN_FUNCTION_ALIGN, 448 << 20).unwrap();
+    assert!(fits.code + fits.code_capacity - fits.hdr <= i32::MAX as u64);
+}
+
+#[test]
+fn the_search_table_holds_an_entry_per_16_bytes_of_the_rounded_code() {
+    // 65,552 bytes of code round up to 131,072: 8,192 functions fit.
+    let layout = Layout::new(65_552, MIN_FUNCTION_ALIGN, 1 << 20).unwrap();
+    assert_eq!(layout.code_capacity, 131_072);
+    assert_eq!(layout.hdr_capacity, 8_192);
+    assert!(layout.hdr + HDR_HEADER_LEN + 8_192 * HDR_ENTRY_LEN <= layout.eh_frame);
 }

@@ -98,12 +98,13 @@ fn address_space() -> u64 {
 fn out_of_address_space_a_big_arena_fails_with_an_error() {
     const GIB: u64 = 1 << 30;
     let _turn = LIMITS.lock().unwrap_or_else(|poison| poison.into_inner());
-    // The largest arena: the image spans about 5 GiB of address space
-    // (1 GiB of search table, 2 GiB each of .eh_frame and code), and its
-    // tables are mapped a second time (3 GiB).
+    // About the largest arena whose search-table offsets fit 32 bits: the
+    // image spans about 2 GiB of address space (512 MiB of search table,
+    // 448 MiB of .eh_frame, 1 GiB of code), and its tables are mapped a
+    // second time (960 MiB).
     let big = ArenaConfig {
-        code_capacity: (1 << 31) - (1 << 16),
-        eh_frame_capacity: (1 << 31) - (1 << 16),
+        code_capacity: GIB,
+        eh_frame_capacity: 448 << 20,
     };
     // The big pool works with room enough (else this test shows nothing).
     a_pool_works(big);
@@ -112,13 +113,13 @@ fn out_of_address_space_a_big_arena_fails_with_an_error() {
     let mut failures = Vec::new();
     // Room for part of the image; room for the image but not its second
     // mapping of the tables.
-    for headroom in [2 * GIB, 6 * GIB] {
+    for headroom in [GIB, 5 * GIB / 2] {
         let result = with_soft_limit(libc::RLIMIT_AS, address_space() + headroom, || {
             LoaderArenas::with_config(big)
         });
         let error = result
             .err()
-            .unwrap_or_else(|| panic!("a 5 GiB arena in {headroom} bytes of address space"));
+            .unwrap_or_else(|| panic!("a 3 GiB arena in {headroom} bytes of address space"));
         assert!(
             matches!(
                 &error,
@@ -135,7 +136,7 @@ fn out_of_address_space_a_big_arena_fails_with_an_error() {
             (fds, maps),
             "left open or mapped after: {error}"
         );
-        println!("{} GiB of headroom: {error}", headroom / GIB);
+        println!("{headroom} bytes of headroom: {error}");
         failures.push(error.to_string());
     }
     // Each limit fails at its own step: dlopen first, then the tables.

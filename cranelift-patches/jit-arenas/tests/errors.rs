@@ -42,13 +42,12 @@ fn an_fde_for_code_this_module_did_not_place_is_refused_whole() {
         (pg.address, "another module's function in the same arena"),
         (rust_code, "code outside every arena"),
     ] {
-        let error = tables
-            .register(&eh_frame(
-                &*isa,
-                &[(&f, pf.address as u64), (&g, address as u64)],
-            ))
-            .err()
-            .unwrap_or_else(|| panic!("an FDE at {what} was registered"));
+        let error = register(
+            &tables,
+            &eh_frame(&*isa, &[(&f, pf.address as u64), (&g, address as u64)]),
+        )
+        .err()
+        .unwrap_or_else(|| panic!("an FDE at {what} was registered"));
         assert!(
             matches!(error, ArenaError::NotArenaCode { address: a } if a == address),
             "{what}: {error:?}"
@@ -61,9 +60,7 @@ fn an_fde_for_code_this_module_did_not_place_is_refused_whole() {
         // The valid FDE of the same call was not registered either.
         assert!(find_fde(pf.address).is_none(), "{what}: f half-registered");
     }
-    let registration = tables
-        .register(&eh_frame(&*isa, &[(&f, pf.address as u64)]))
-        .unwrap();
+    let registration = register(&tables, &eh_frame(&*isa, &[(&f, pf.address as u64)])).unwrap();
     assert_eq!(find_fde(pf.address).unwrap().1[2], pf.address);
     drop(registration);
     // SAFETY: nothing of the modules is used after this.
@@ -85,13 +82,12 @@ fn a_function_is_registered_once_until_its_registration_is_dropped() {
     let only_f = eh_frame(&*isa, &[(&f, pf.address as u64)]);
 
     // Twice in one .eh_frame.
-    let error = tables
-        .register(&eh_frame(
-            &*isa,
-            &[(&f, pf.address as u64), (&f, pf.address as u64)],
-        ))
-        .err()
-        .unwrap();
+    let error = register(
+        &tables,
+        &eh_frame(&*isa, &[(&f, pf.address as u64), (&f, pf.address as u64)]),
+    )
+    .err()
+    .unwrap();
     assert!(
         matches!(error, ArenaError::AlreadyRegistered { address } if address == pf.address),
         "{error:?}"
@@ -99,14 +95,13 @@ fn a_function_is_registered_once_until_its_registration_is_dropped() {
     assert!(find_fde(pf.address).is_none(), "f half-registered");
 
     // Registered, then again with another function.
-    let first = tables.register(&only_f).unwrap();
-    let error = tables
-        .register(&eh_frame(
-            &*isa,
-            &[(&g, pg.address as u64), (&f, pf.address as u64)],
-        ))
-        .err()
-        .unwrap();
+    let first = register(&tables, &only_f).unwrap();
+    let error = register(
+        &tables,
+        &eh_frame(&*isa, &[(&g, pg.address as u64), (&f, pf.address as u64)]),
+    )
+    .err()
+    .unwrap();
     assert!(
         matches!(error, ArenaError::AlreadyRegistered { address } if address == pf.address),
         "{error:?}"
@@ -122,10 +117,8 @@ fn a_function_is_registered_once_until_its_registration_is_dropped() {
 
     // Once dropped, the function registers again; g alone is fine.
     drop(first);
-    let again = tables.register(&only_f).unwrap();
-    let g_alone = tables
-        .register(&eh_frame(&*isa, &[(&g, pg.address as u64)]))
-        .unwrap();
+    let again = register(&tables, &only_f).unwrap();
+    let g_alone = register(&tables, &eh_frame(&*isa, &[(&g, pg.address as u64)])).unwrap();
     assert_eq!(find_fde(pf.address).unwrap().1[2], pf.address);
     assert_eq!(find_fde(pg.address).unwrap().1[2], pg.address);
     drop((again, g_alone));
@@ -180,7 +173,7 @@ fn a_pc_relative_eh_frame_is_refused() {
         ),
     ];
     for (what, eh_frame) in refused {
-        let error = tables.register(&eh_frame).err().unwrap();
+        let error = register(&tables, &eh_frame).err().unwrap();
         assert!(
             matches!(error, ArenaError::PositionDependent),
             "pc-relative {what}: {error:?}"
@@ -192,9 +185,7 @@ fn a_pc_relative_eh_frame_is_refused() {
         );
         assert!(find_fde(pf.address).is_none(), "pc-relative {what}");
     }
-    let registration = tables
-        .register(&eh_frame(&*isa, &[(&f, pf.address as u64)]))
-        .unwrap();
+    let registration = register(&tables, &eh_frame(&*isa, &[(&f, pf.address as u64)])).unwrap();
     assert_eq!(find_fde(pf.address).unwrap().1[2], pf.address);
     drop(registration);
     // SAFETY: nothing of the module is used after this.
@@ -208,14 +199,14 @@ fn a_truncated_eh_frame_is_malformed() {
     let (module, tables, f, pf) = finalized_f(&arenas);
     let whole = eh_frame(&*isa, &[(&f, pf.address as u64)]);
     // Cut in the FDE (the terminator and the FDE's last bytes gone).
-    let error = tables.register(&whole[..whole.len() - 8]).err().unwrap();
+    let error = register(&tables, &whole[..whole.len() - 8]).err().unwrap();
     assert!(matches!(error, ArenaError::Malformed(_)), "{error:?}");
     assert!(
         error.to_string().starts_with("cannot read the .eh_frame"),
         "{error}"
     );
     assert!(find_fde(pf.address).is_none());
-    drop(tables.register(&whole).unwrap());
+    drop(register(&tables, &whole).unwrap());
     // SAFETY: nothing of the module is used after this.
     unsafe { module.free_memory() };
 }
@@ -279,9 +270,7 @@ fn a_function_larger_than_an_arena_is_refused() {
     // SAFETY: `f` is finalized with this signature.
     let call: Caller = unsafe { std::mem::transmute(pf.address) };
     assert_eq!(call(41, identity), 42);
-    let registration = tables
-        .register(&eh_frame(&*isa, &[(&f, pf.address as u64)]))
-        .unwrap();
+    let registration = register(&tables, &eh_frame(&*isa, &[(&f, pf.address as u64)])).unwrap();
     assert_eq!(find_fde(pf.address).unwrap().1[2], pf.address);
     drop(registration);
     // SAFETY: nothing of the module is used after this.
@@ -319,4 +308,37 @@ fn a_function_larger_than_an_arena_is_refused() {
     memory.finalize(BranchProtection::None).unwrap();
     // SAFETY: nothing placed is used.
     unsafe { memory.free_memory() };
+}
+
+#[test]
+fn a_function_too_large_for_what_is_left_of_an_arena_goes_to_a_fresh_one() {
+    const CAPACITY: u64 = 128 << 10;
+    let arenas = LoaderArenas::with_config(ArenaConfig {
+        code_capacity: CAPACITY,
+        eh_frame_capacity: 64 << 10,
+    })
+    .unwrap();
+    let mut sig = Signature::new(CallConv::SystemV);
+    sig.returns.push(AbiParam::new(types::I64));
+    let place = |name: &str, len: usize| {
+        let (mut module, _tables) = module_in(&arenas);
+        let id = module.declare_function(name, Linkage::Local, &sig).unwrap();
+        module
+            .define_function_bytes(id, 16, &vec![0xcc; len], &[])
+            .unwrap();
+        module.finalize_definitions().unwrap();
+        let address = module.get_finalized_function(id) as usize;
+        (module, address)
+    };
+    // Most of the first arena, kept alive; then more than what is left of
+    // it, but less than an arena: it must not be refused as too large.
+    let (first, at) = place("most", 96 << 10);
+    let (second, then) = place("rest", 64 << 10);
+    assert_ne!(arena_of(at), arena_of(then), "{at:#x} and {then:#x}");
+    // And later modules still find room (in the fresh arena or another).
+    let (third, _) = place("small", 64);
+    for module in [first, second, third] {
+        // SAFETY: none of the code runs or is pointed to any more.
+        unsafe { module.free_memory() };
+    }
 }

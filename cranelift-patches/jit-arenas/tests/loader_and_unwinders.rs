@@ -57,9 +57,7 @@ fn the_loader_and_libgcc_find_a_registered_fde_and_lose_it_when_dropped() {
     assert_eq!(header[..4], [1, 0x1b, 0x03, 0x3b]);
     assert_eq!(u32::from_ne_bytes(header[8..].try_into().unwrap()), 1);
 
-    let registration = tables
-        .register(&eh_frame(&*isa, &[(&f, p.address as u64)]))
-        .unwrap();
+    let registration = register(&tables, &eh_frame(&*isa, &[(&f, p.address as u64)])).unwrap();
     for pc in [first, middle, last] {
         let (fde, bases) = find_fde(pc).unwrap_or_else(|| panic!("no FDE for {pc:#x}"));
         assert_eq!(bases[2], p.address, "dwarf_eh_bases.func for {pc:#x}");
@@ -140,9 +138,7 @@ fn a_backtrace_crosses_a_jit_frame_only_while_its_fde_is_registered() {
     let (_, past) = walk_through(call, p, 1);
     assert_eq!(past, 0, "libgcc found a way past an unregistered frame");
 
-    let registration = tables
-        .register(&eh_frame(&*isa, &[(&f, p.address as u64)]))
-        .unwrap();
+    let registration = register(&tables, &eh_frame(&*isa, &[(&f, p.address as u64)])).unwrap();
     let (ip, past) = walk_through(call, p, 1);
     assert!(
         past > 0,
@@ -180,13 +176,9 @@ fn two_modules_sharing_an_arena_are_registered_and_freed_independently() {
     assert_eq!(arenas.open_arenas(), 1);
     assert!(pb.address > pa.address, "leased in address order");
 
-    let ra = a_tables
-        .register(&eh_frame(&*isa, &[(&fa, pa.address as u64)]))
-        .unwrap();
+    let ra = register(&a_tables, &eh_frame(&*isa, &[(&fa, pa.address as u64)])).unwrap();
     assert!(find_fde(pb.address).is_none(), "b's FDE before b registers");
-    let rb = b_tables
-        .register(&eh_frame(&*isa, &[(&fb, pb.address as u64)]))
-        .unwrap();
+    let rb = register(&b_tables, &eh_frame(&*isa, &[(&fb, pb.address as u64)])).unwrap();
     assert_eq!(find_fde(pa.address).unwrap().1[2], pa.address);
     assert_eq!(find_fde(pb.address).unwrap().1[2], pb.address);
 
@@ -221,7 +213,7 @@ fn eu_readelf_reads_our_search_table_from_a_copy_of_the_live_image() {
         .zip(&placed)
         .map(|(d, p)| (d, p.address as u64))
         .collect();
-    let registration = tables.register(&eh_frame(&*isa, &fdes)).unwrap();
+    let registration = register(&tables, &eh_frame(&*isa, &fdes)).unwrap();
 
     let (_, base) = dladdr(placed[0].address).unwrap();
     let registered = copy_of_image(placed[0].address, "registered");

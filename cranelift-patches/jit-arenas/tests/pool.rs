@@ -169,7 +169,7 @@ fn a_full_eh_frame_refuses_a_registration_and_later_modules_still_register() {
     };
     let all = fdes(0..defined.len());
     assert!(all.len() > 64 << 10);
-    let error = tables.register(&all).err().unwrap();
+    let error = register(&tables, &all).err().unwrap();
     assert!(
         matches!(error, ArenaError::Full(what) if what == ".eh_frame"),
         "{error:?}"
@@ -180,7 +180,7 @@ fn a_full_eh_frame_refuses_a_registration_and_later_modules_still_register() {
     let (mut registrations, mut next) = (Vec::new(), 0);
     for chunk in [500, 50, 1] {
         while next + chunk <= defined.len() {
-            match tables.register(&fdes(next..next + chunk)) {
+            match register(&tables, &fdes(next..next + chunk)) {
                 Ok(registration) => registrations.push(registration),
                 Err(ArenaError::Full(_)) => break,
                 Err(error) => panic!("{error}"),
@@ -203,7 +203,7 @@ fn a_full_eh_frame_refuses_a_registration_and_later_modules_still_register() {
     let g = define_caller(&mut later, "g", 2);
     later.finalize_definitions().unwrap();
     let pg = common::placed(&later, &g);
-    let registered = later_tables.register(&eh_frame(&*isa, &[(&g, pg.address as u64)]));
+    let registered = register(&later_tables, &eh_frame(&*isa, &[(&g, pg.address as u64)]));
     let registered = registered.unwrap_or_else(|error| {
         panic!("a later module cannot register: {error}");
     });
@@ -251,7 +251,7 @@ fn a_registration_that_fails_in_its_second_arena_leaves_nothing_in_its_first() {
                 "ran out of functions to fill with"
             );
             let one = eh_frame_padded(&*isa, &[(&defined[next], placed[next].address as u64)], pad);
-            match tables.register(&one) {
+            match register(&tables, &one) {
                 Ok(registration) => registrations.push(registration),
                 Err(ArenaError::Full(_)) => break,
                 Err(error) => panic!("{error}"),
@@ -269,7 +269,7 @@ fn a_registration_that_fails_in_its_second_arena_leaves_nothing_in_its_first() {
             (&defined[next], placed[next].address as u64),
         ],
     );
-    let error = tables.register(&both).err().unwrap();
+    let error = register(&tables, &both).err().unwrap();
     assert!(matches!(error, ArenaError::Full(_)), "{error:?}");
     assert!(find_fde(placed[0].address).is_none(), "half-registered");
     let image = copy_of_image(placed[0].address, "orphans");
@@ -289,9 +289,11 @@ fn a_registration_that_fails_in_its_second_arena_leaves_nothing_in_its_first() {
     std::fs::remove_file(image).unwrap();
 
     // The first arena has room: f0 registers there.
-    let f0 = tables
-        .register(&eh_frame(&*isa, &[(&defined[0], placed[0].address as u64)]))
-        .unwrap();
+    let f0 = register(
+        &tables,
+        &eh_frame(&*isa, &[(&defined[0], placed[0].address as u64)]),
+    )
+    .unwrap();
     assert_eq!(find_fde(placed[0].address).unwrap().1[2], placed[0].address);
     drop((f0, registrations));
     // SAFETY: nothing of the module is used after this.

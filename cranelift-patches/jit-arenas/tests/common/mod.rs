@@ -11,7 +11,7 @@ use cranelift_codegen::isa::{CallConv, OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_jit_arenas::{ArenaTables, LoaderArenas};
+use cranelift_jit_arenas::{ArenaError, ArenaRegistration, ArenaTables, LoaderArenas};
 use cranelift_module::{FuncId, Linkage, Module, default_libcall_names};
 use gimli::write::{
     Address, CallFrameInstruction, CommonInformationEntry, EhFrame, EndianVec,
@@ -126,6 +126,13 @@ pub fn define_copy(module: &mut JITModule, name: &str, like: &Defined) -> Define
 pub struct Placed {
     pub address: usize,
     pub len: usize,
+}
+
+/// `tables.register(eh_frame)`.
+pub fn register(tables: &ArenaTables, eh_frame: &[u8]) -> Result<ArenaRegistration, ArenaError> {
+    // SAFETY: the tests' `.eh_frame`s carry no personality and no LSDA,
+    // and cover functions of modules that outlive their registrations.
+    unsafe { tables.register(eh_frame) }
 }
 
 /// A module in `arenas` with one finalized function `f` (a caller adding
