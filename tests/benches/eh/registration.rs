@@ -222,8 +222,8 @@ fn measure(mode: Mode, library: &Path, registrar: Registrar) -> String {
     let (counts, rounds, budget, thread_time): (&[usize], usize, _, _) = match mode {
         Mode::Full => (
             &[1, 100, 1_000, 10_000],
-            9,
-            Duration::from_millis(40),
+            15,
+            Duration::from_millis(20),
             Duration::from_millis(700),
         ),
         Mode::Smoke => (
@@ -317,10 +317,20 @@ fn measure(mode: Mode, library: &Path, registrar: Registrar) -> String {
             ("median", by_address[by_address.len() / 2]),
             ("highest", by_address[by_address.len() - 1]),
         ];
-        for (position, catch) in positions {
-            let n = throws_for(bench.throw_ns(catch, 1), budget);
-            let mut samples: Vec<f64> = (0..rounds).map(|_| bench.throw_ns(catch, n)).collect();
-            out += &line(&format!("{count}\t{position}"), spread(&mut samples));
+        // Rounds interleaved over the three, so that a slow spell of the
+        // machine falls on all of them alike.
+        let throws: Vec<i64> = positions
+            .iter()
+            .map(|&(_, catch)| throws_for(bench.throw_ns(catch, 1), budget))
+            .collect();
+        let mut samples = vec![Vec::new(); positions.len()];
+        for _ in 0..rounds {
+            for (i, &(_, catch)) in positions.iter().enumerate() {
+                samples[i].push(bench.throw_ns(catch, throws[i]));
+            }
+        }
+        for ((position, _), samples) in positions.iter().zip(&mut samples) {
+            out += &line(&format!("{count}\t{position}"), spread(samples));
         }
     }
     let modules = live.len() as f64;
