@@ -84,7 +84,7 @@ impl LsdaJitModule {
         Self {
             registrations: alloc::vec::Vec::new(),
             module: JITModule::new(builder),
-            tables: crate::JitTables::in_arenas(personality, tables),
+            tables: crate::jit_tables_in_arenas(personality, tables),
             policy,
             landing_pads,
             resolve,

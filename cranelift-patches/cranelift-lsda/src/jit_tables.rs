@@ -12,10 +12,9 @@
 //! [`Registration`] deregisters on drop, so its owner drops it before the
 //! code is freed.
 //!
-//! Registration that stays flat in the number of modules is the other
-//! choice: [`JitTables::in_arenas`] puts the `.eh_frame` in the loader-known
-//! arena the module's code is in (`cranelift-jit-arenas`), where libgcc and
-//! LLVM libunwind find it as they find a shared library's.
+//! An embedder that registers unwind info its own way (for example by
+//! placing JIT code where the dynamic loader knows it) supplies a
+//! [`FrameRegistrar`] ([`JitTables::with_registrar`]).
 
 use crate::{
     ClausePolicy, CompiledTables, DecodeError, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda,
@@ -28,7 +27,6 @@ use cranelift_codegen::gimli::write::{Address, EhFrame, EndianVec, Writer};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_jit::JITModule;
-use cranelift_jit_arenas::{ArenaError, ArenaRegistration, ArenaTables};
 use cranelift_module::{FuncId, Module};
 use std::boxed::Box;
 use std::vec;
@@ -42,8 +40,8 @@ pub enum RegistrationError {
     Lsda(LsdaError),
     /// The process has no usable registration entry point.
     NoRegistration(&'static str),
-    /// The module's arena refused the tables.
-    Arena(ArenaError),
+    /// The embedder's [`FrameRegistrar`] refused the tables.
+    Registrar(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl std::fmt::Display for RegistrationError {
@@ -51,7 +49,7 @@ impl std::fmt::Display for RegistrationError {
         match self {
             Self::Lsda(err) => err.fmt(f),
             Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
-            Self::Arena(err) => err.fmt(f),
+            Self::Registrar(err) => write!(f, "the registrar refused the tables: {err}"),
         }
     }
 }
@@ -59,7 +57,7 @@ impl std::fmt::Display for RegistrationError {
 impl std::error::Error for RegistrationError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Arena(err) => Some(err),
+            Self::Registrar(err) => Some(&**err),
             _ => None,
         }
     }
@@ -71,18 +69,27 @@ impl<E: Into<LsdaError>> From<E> for RegistrationError {
     }
 }
 
-impl From<ArenaError> for RegistrationError {
-    fn from(err: ArenaError) -> Self {
-        Self::Arena(err)
-    }
-}
-
 /// As cranelift-jit reports its own failures: a backend error, from which
 /// the [`RegistrationError`] can be downcast.
 impl From<RegistrationError> for cranelift_module::ModuleError {
     fn from(err: RegistrationError) -> Self {
         cranelift_module::ModuleError::Backend(anyhow::Error::new(err))
     }
+}
+
+/// Registers a module's `.eh_frame` some other way than the process's
+/// unwinder API (for example in memory the dynamic loader knows).
+pub trait FrameRegistrar: Send {
+    /// Register `eh_frame`: CIEs and FDEs with absolute pointers, ended by
+    /// a zero length, as `__register_frame` takes it. Dropping the result
+    /// deregisters it.
+    ///
+    /// # Safety
+    ///
+    /// As for `__register_frame`: the FDEs must describe code that stays
+    /// alive and unmoved, and their personality and LSDAs must stay valid,
+    /// until the result is dropped.
+    unsafe fn register(&self, eh_frame: &[u8]) -> RegistrationResult<Box<dyn Send>>;
 }
 
 /// Shorthand for results of JIT registration.
@@ -139,8 +146,8 @@ pub type SymbolResolver = Box<dyn Fn(&str) -> Option<*const u8> + Send + Sync>;
 pub struct JitTables {
     personality: u64,
     pending: Vec<PendingFunction>,
-    /// Where the module's code is, when it is in arenas.
-    arena: Option<ArenaTables>,
+    /// How tables are registered, when not with the process's unwinder.
+    registrar: Option<Box<dyn FrameRegistrar>>,
 }
 
 impl JitTables {
@@ -150,15 +157,15 @@ impl JitTables {
         Self {
             personality: personality as u64,
             pending: Vec::new(),
-            arena: None,
+            registrar: None,
         }
     }
 
-    /// As [`JitTables::new`], for a module whose memory provider is the
-    /// `ArenaMemory` that `arena` came with: tables go into the arenas.
-    pub fn in_arenas(personality: *const u8, arena: ArenaTables) -> Self {
+    /// As [`JitTables::new`], with the tables registered by `registrar`
+    /// instead of the process's unwinder API.
+    pub fn with_registrar(personality: *const u8, registrar: Box<dyn FrameRegistrar>) -> Self {
         Self {
-            arena: Some(arena),
+            registrar: Some(registrar),
             ..Self::new(personality)
         }
     }
@@ -236,24 +243,22 @@ impl JitTables {
         }
         let mut eh_frame = EhFrame(EndianVec::new(endian));
         frames.write(&mut eh_frame)?;
-        let registration = match &self.arena {
-            Some(arena) => Registration {
-                registered: Registered::Arena {
-                    // SAFETY: the FDEs describe functions of `module` as
-                    // compiled, the personality is the caller's, and the
-                    // LSDAs are `lsdas`, which the registration owns and
-                    // drops after this field.
-                    _fdes: unsafe { arena.register(eh_frame.0.slice())? },
+        // libgcc walks the section until a zero length.
+        eh_frame.0.write_u32(0)?;
+        let eh_frame = AlignedBytes::new(eh_frame.0.slice());
+        let registration = match &self.registrar {
+            Some(registrar) => Registration {
+                // SAFETY: the FDEs describe functions of `module` as
+                // compiled, the personality is the caller's, and the LSDAs
+                // are `lsdas`, which the registration owns and drops after
+                // this field.
+                registered: Registered::External {
+                    _registration: unsafe { registrar.register(eh_frame.bytes())? },
                 },
-                _eh_frame: AlignedBytes::new(&[]),
+                _eh_frame: eh_frame,
                 _lsdas: lsdas,
             },
-            None => {
-                // libgcc walks the section until a zero length.
-                eh_frame.0.write_u32(0)?;
-                let eh_frame = AlignedBytes::new(eh_frame.0.slice());
-                Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?
-            }
+            None => Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?,
         };
         self.pending.clear();
         Ok(Some(registration))
@@ -324,8 +329,8 @@ struct TableEntry {
 type DynFn = unsafe extern "C" fn(*mut UnwDynInfo);
 
 enum Registered {
-    /// FDEs in the arenas the code is in (the `.eh_frame` was copied there).
-    Arena { _fdes: ArenaRegistration },
+    /// What a [`FrameRegistrar`] returned; it deregisters on drop.
+    External { _registration: Box<dyn Send> },
     /// Pointers passed to `__register_frame`.
     Frames(Vec<*const u8>),
     /// A table passed to `_U_dyn_register`.
@@ -339,8 +344,8 @@ enum Registered {
 
 /// Tables registered with the unwinder, deregistered on drop.
 pub struct Registration {
-    // First: an arena registration is undone when this field drops, which
-    // must come before the tables it points to go.
+    // First: an external registration is undone when this field drops,
+    // which must come before the tables it points to go.
     registered: Registered,
     // Kept alive (and unmoved) while registered.
     _eh_frame: AlignedBytes,
@@ -375,7 +380,7 @@ impl Registration {
                     unsafe { __register_frame(entry) };
                 }
             }
-            Registered::Arena { .. } => {}
+            Registered::External { .. } => {}
             Registered::Dynamic { info, register, .. } => {
                 // SAFETY: `info`, its table and the `.eh_frame` it points to
                 // stay alive and unmoved until `_U_dyn_cancel` in drop.
@@ -497,7 +502,7 @@ impl Drop for Registration {
                 }
             }
             // Deregistered by its own drop.
-            Registered::Arena { .. } => {}
+            Registered::External { .. } => {}
             Registered::Dynamic { info, cancel, .. } => {
                 // SAFETY: `info` was registered in `new` and not since.
                 unsafe { cancel(&mut **info) };

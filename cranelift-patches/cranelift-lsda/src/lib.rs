@@ -93,6 +93,8 @@ pub use cranelift_codegen::isa::unwind::lsda::*;
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
 #[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+mod jit_arenas;
+#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
 mod jit_tables;
 // With `--cfg cranelift_lsda_upstream`, the pass is cranelift-frontend's, where the series moves it.
 #[cfg(all(feature = "legalize", not(cranelift_lsda_upstream)))]
@@ -110,8 +112,8 @@ mod output;
 pub use cranelift_frontend::legalize_landing_pads;
 #[cfg(all(feature = "jit", target_os = "linux", cranelift_lsda_upstream))]
 pub use cranelift_jit::{
-    JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
-    detect_unwinder,
+    FrameRegistrar, JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver,
+    Unwinder, detect_unwinder,
 };
 #[cfg(all(
     feature = "jit",
@@ -125,9 +127,11 @@ pub use cranelift_object::{ObjectTables, OutputError, OutputResult};
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::LsdaJitModule;
 #[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+pub use jit_arenas::jit_tables_in_arenas;
+#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
 pub use jit_tables::{
-    JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver, Unwinder,
-    detect_unwinder,
+    FrameRegistrar, JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver,
+    Unwinder, detect_unwinder,
 };
 #[cfg(all(feature = "legalize", not(cranelift_lsda_upstream)))]
 pub use legalize::legalize_landing_pads;

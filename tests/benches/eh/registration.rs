@@ -150,7 +150,7 @@ impl Bench {
             Some(arenas) => {
                 let (memory, arena_tables) = arenas.memory();
                 builder.memory_provider(Box::new(memory));
-                JitTables::in_arenas(self.personality, arena_tables)
+                cranelift_lsda::jit_tables_in_arenas(self.personality, arena_tables)
             }
             None => JitTables::new(self.personality),
         };
