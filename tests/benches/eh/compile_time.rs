@@ -251,16 +251,6 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// min, median, max.
-fn spread(mut samples: Vec<Duration>) -> [Duration; 3] {
-    samples.sort();
-    [
-        samples[0],
-        samples[samples.len() / 2],
-        samples[samples.len() - 1],
-    ]
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
@@ -294,7 +284,7 @@ fn times(case: &Case, rounds: usize) -> ([Duration; 3], [Duration; 3]) {
         ours.push(sample(Side::Ours));
         stock.push(sample(Side::Stock));
     }
-    (spread(ours), spread(stock))
+    (crate::spread(&mut ours), crate::spread(&mut stock))
 }
 
 /// The shapes whose phases are counted apart.

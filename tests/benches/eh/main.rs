@@ -200,6 +200,16 @@ pub fn heap_peak_during(f: impl FnOnce()) -> usize {
     HEAP_PEAK.load(Ordering::Relaxed) - before
 }
 
+/// Min, median and max of `samples` (sorted in place).
+pub fn spread<T: Copy + PartialOrd>(samples: &mut [T]) -> [T; 3] {
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN among the samples"));
+    [
+        samples[0],
+        samples[samples.len() / 2],
+        samples[samples.len() - 1],
+    ]
+}
+
 /// The geometric mean of `values`.
 pub fn geomean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()

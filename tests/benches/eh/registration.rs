@@ -17,7 +17,7 @@
 //! 2, 4 and 8 threads throwing through different modules.
 
 use crate::throw::{Entry, GxxHalf, gxx_library, llvm_libunwind_worker};
-use crate::{Mode, Row};
+use crate::{Mode, Row, spread};
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_lsda::{
@@ -70,16 +70,6 @@ struct Live {
     catch: Entry,
 }
 
-/// Min, median and max of `samples`.
-fn spread(samples: &mut [f64]) -> [f64; 3] {
-    samples.sort_by(f64::total_cmp);
-    [
-        samples[0],
-        samples[samples.len() / 2],
-        samples[samples.len() - 1],
-    ]
-}
-
 fn line(key: &str, values: [f64; 3]) -> String {
     format!(
         "{key}\t{:.1}\t{:.1}\t{:.1}\n",
@@ -87,15 +77,10 @@ fn line(key: &str, values: [f64; 3]) -> String {
     )
 }
 
-/// Bytes the heap holds and the number of mappings.
+/// Bytes the heap holds and the number of mappings, as figures.
 fn memory_in_use() -> (f64, f64) {
-    // SAFETY: mallinfo2 only reads the allocator's statistics.
-    let info = unsafe { libc::mallinfo2() };
-    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
-    (
-        (info.uordblks + info.hblkhd) as f64,
-        maps.lines().count() as f64,
-    )
+    let (heap, maps) = eh_tests::jit::memory_in_use();
+    (heap as f64, maps as f64)
 }
 
 struct Bench {
