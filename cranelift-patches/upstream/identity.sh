@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Setting off changes nothing: build identity/main.rs against the Wasmtime
-# tree before the series (BASE) and after it (PATCHED), compile every
-# function of upstream's filetest corpus (from BASE) and of this project's
-# filetests with each, and require identical code bytes, unwind info and
-# errors for every function. Prints the function count.
+# What the series changes in compiled code: build identity/main.rs against
+# the Wasmtime tree before the series (BASE) and after it (PATCHED),
+# compile every function of upstream's filetest corpus (from BASE) and of
+# this project's filetests with each, and require, for every function,
+# identical code bytes, unwind info and errors: with `unwind_lsda` off
+# always, with it on unless it is a `try_call` the setting's check refuses.
+# Prints the function counts.
 #
 #   usage: identity.sh BASE PATCHED
 set -euo pipefail
@@ -38,14 +40,19 @@ cranelift-reader = { path = "$tree/cranelift/reader" }
 [workspace]
 TOML
     (cd "$crate" && cargo build -q --release --ignore-rust-version)
-    "$CARGO_TARGET_DIR/release/lsda-identity-$side" \
-        "$base/cranelift/filetests/filetests" "$root/filetests/filetests" \
-        >"$work/$side.txt" 2>"$work/$side.err"
 done
-if ! diff -u "$work/base.txt" "$work/patched.txt" >"$work/diff.txt"; then
+corpus=("$base/cranelift/filetests/filetests" "$root/filetests/filetests")
+"$CARGO_TARGET_DIR/release/lsda-identity-base" "${corpus[@]}" >"$work/base.txt" 2>/dev/null
+"$CARGO_TARGET_DIR/release/lsda-identity-patched" "${corpus[@]}" >"$work/off.txt" 2>"$work/off.err"
+"$CARGO_TARGET_DIR/release/lsda-identity-patched" --set unwind_lsda=true "${corpus[@]}" \
+    >"$work/on.txt" 2>/dev/null
+
+if ! diff -u "$work/base.txt" "$work/off.txt" >"$work/diff.txt"; then
     head -40 "$work/diff.txt" >&2
-    echo "identity: code, unwind info or errors differ with the series applied" >&2
+    echo "identity: with unwind_lsda off, code, unwind info or errors differ" >&2
     exit 1
 fi
-echo "identity: $(wc -l <"$work/base.txt") (file, target, function) triples identical before" \
-    "and after the series ($(sed 's/^identity: //' "$work/patched.err"))"
+echo "identity: unwind_lsda off: $(wc -l <"$work/base.txt") (file, target, function) triples" \
+    "identical before and after the series ($(cat "$work/off.err"))"
+on=$("$CARGO_TARGET_DIR/release/lsda-identity-patched" --compare "$work/base.txt" "$work/on.txt")
+echo "identity: unwind_lsda on: $on"

@@ -5,7 +5,7 @@
 //! external decoders.
 
 use cranelift_codegen::isa::OwnedTargetIsa;
-use cranelift_lsda::{DecodedAction, Lsda, ObjectTables};
+use cranelift_lsda::{DecodedAction, Lsda, ObjectTables, decode_back};
 use cranelift_module::default_libcall_names;
 use cranelift_object::{ObjectBuilder, ObjectModule};
 pub use eh_test_support::*;
@@ -96,7 +96,7 @@ pub fn expected_suite_outcomes() -> Vec<Outcome> {
 
 /// Per call site of our LSDA: (start, length, landing pad, type filters).
 pub fn our_rows(lsda: &Lsda) -> Rows {
-    let decoded = lsda.decode_back(gimli::RunTimeEndian::Little).unwrap();
+    let decoded = decode_back(lsda, gimli::RunTimeEndian::Little).unwrap();
     decoded
         .call_sites
         .iter()

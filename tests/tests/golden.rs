@@ -13,29 +13,48 @@ fn catch(name: &str) -> Clause {
     Clause::Catch(TypeEntry::symbol(name))
 }
 
-fn site(ret_addr: u32, pad: Option<(u32, &[Clause])>) -> CallSite {
-    CallSite {
+/// A call and its pad's clauses, as a front end gives them.
+struct Site {
+    ret_addr: u32,
+    pad: Option<(u32, ClauseList)>,
+}
+
+fn site(ret_addr: u32, pad: Option<(u32, &[Clause])>) -> Site {
+    Site {
         ret_addr,
-        landing_pad: pad.map(|(offset, clauses)| LandingPad {
-            offset,
-            clauses: ClauseList::new(clauses.iter().cloned()).unwrap(),
-        }),
+        pad: pad
+            .map(|(offset, clauses)| (offset, ClauseList::new(clauses.iter().cloned()).unwrap())),
     }
+}
+
+/// The encoder's call sites: each clause list as its actions over `types`.
+fn call_sites(sites: &[Site], types: &TypeTable) -> Vec<CallSite> {
+    let landing_pad = |(offset, clauses): &(u32, ClauseList)| LandingPad {
+        offset: *offset,
+        actions: clauses.actions(types).unwrap(),
+    };
+    sites
+        .iter()
+        .map(|s| CallSite {
+            ret_addr: s.ret_addr,
+            landing_pad: s.pad.as_ref().map(landing_pad),
+        })
+        .collect()
 }
 
 struct Golden {
     name: &'static str,
-    sites: Vec<CallSite>,
+    sites: Vec<Site>,
     code_len: u32,
     encoding: LsdaEncoding,
     bytes: &'static [u8],
 }
 
-fn types_of(sites: &[CallSite]) -> TypeTable {
+fn types_of(sites: &[Site]) -> TypeTable {
     let mut types = TypeTable::new();
     for s in sites {
-        if let Some(pad) = &s.landing_pad {
-            types.add_clauses(&pad.clauses).unwrap();
+        if let Some((_, clauses)) = &s.pad {
+            types.add_clauses(clauses).unwrap();
         }
     }
     types
@@ -162,7 +181,8 @@ fn golden_bytes_and_eu_readelf_agree() {
     );
     for golden in goldens() {
         let types = types_of(&golden.sites);
-        let lsda = Lsda::new(&golden.sites, golden.code_len, &types, golden.encoding, 8)
+        let sites = call_sites(&golden.sites, &types);
+        let lsda = Lsda::new(&sites, golden.code_len, types.entries(), golden.encoding, 8)
             .unwrap()
             .unwrap();
         let mut section = RelocatedSection::new(gimli::RunTimeEndian::Little);
@@ -206,19 +226,15 @@ fn golden_bytes_and_eu_readelf_agree() {
 /// The size the same function's LSDA takes in the common embedder scheme
 /// (one udata4 record per call, no coalescing, one action chain per call
 /// with no sharing), computed field by field.
-fn one_entry_per_call_udata4(sites: &[CallSite], types: &TypeTable, enc: LsdaEncoding) -> usize {
+fn one_entry_per_call_udata4(sites: &[Site], types: &TypeTable, enc: LsdaEncoding) -> usize {
     let uleb_len = |v: usize| gimli::leb128::write::uleb128_size(v as u64);
     let mut records = 0;
     let mut actions = 0;
     let mut max_type = 0;
     for s in sites {
         let mut chain_bytes = 0;
-        if let Some(pad) = s
-            .landing_pad
-            .as_ref()
-            .filter(|p| !p.clauses.is_cleanup_only())
-        {
-            for c in pad.clauses.clauses() {
+        if let Some((_, clauses)) = s.pad.as_ref().filter(|(_, c)| !c.is_cleanup_only()) {
+            for c in clauses.clauses() {
                 let filter = match c {
                     Clause::Cleanup => 0,
                     Clause::Catch(e) => types.filter(e).unwrap(),

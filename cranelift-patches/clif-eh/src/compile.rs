@@ -8,8 +8,8 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::{Context, print_errors::pretty_error};
 use cranelift_lsda::legalize_landing_pads;
 use cranelift_lsda::{
-    ClausePolicy, DecodedLsda, Lsda, LsdaEncoding, LsdaError, PreparedFunction, endian_of,
-    tables_for_compiled,
+    ClausePolicy, DecodedLsda, Lsda, LsdaEncoding, LsdaError, PreparedFunction, decode_back,
+    endian_of, tables_for_compiled,
 };
 use std::fmt::Write as _;
 
@@ -79,7 +79,7 @@ pub fn compile_function(
     let decoded = tables
         .lsda
         .as_ref()
-        .map(|l| l.decode_back(endian_of(isa)))
+        .map(|l| decode_back(l, endian_of(isa)))
         .transpose()
         .map_err(lsda_err)?;
     Ok(CompiledFunction {

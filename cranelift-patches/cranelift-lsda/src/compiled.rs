@@ -8,85 +8,55 @@
 //! for a tail call, whose frame is gone before the callee can throw.
 
 use crate::eh_frame::unwind_info_of;
-use crate::encode::{CallSite, LandingPad, Lsda, LsdaEncoding};
-use crate::error::{EncodeError, FormError, LsdaResult};
+use crate::error::{FormError, LsdaResult};
 use crate::landing_pad::PreparedFunction;
+use crate::lsda::EncodeError;
+use crate::lsda::{self, Action, CallSite, Lsda, LsdaEncoding};
 use crate::policy::{ClauseList, ClausePolicy};
 use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::ExceptionTag;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::{CompiledCode, FinalizedMachCallSite, FinalizedMachExceptionHandler};
 
-/// Convert compiled call sites. With `prepared`, handlers of one call site
-/// are known to share a pad (Cranelift emits one equivalent trampoline per
-/// item) and the first one is used; without it, handlers at different
-/// offsets are an error.
+/// Convert compiled call sites with the in-tree [`lsda::call_sites`], each
+/// call's handler tags becoming one clause list and its action chain over
+/// `prepared`'s type table. `prepared` proves the handlers of a call share
+/// a pad (Cranelift emits one equivalent edge per item).
 pub fn call_sites_from_compiled<'a>(
     call_sites: impl IntoIterator<Item = FinalizedMachCallSite<'a>>,
     policy: &ClausePolicy,
-    prepared: Option<&PreparedFunction>,
+    prepared: &PreparedFunction,
 ) -> LsdaResult<Vec<CallSite>> {
-    let mut out = Vec::new();
-    // Call sites with the same handler tags share one clause list.
-    let mut lists: BTreeMap<Vec<Option<ExceptionTag>>, ClauseList> = BTreeMap::new();
-    // The tags and list of the last call site with handlers: neighbouring
-    // calls usually have the same, and then nothing is looked up.
-    let mut last: Option<(Vec<Option<ExceptionTag>>, ClauseList)> = None;
-    let mut tags = Vec::new();
-    for site in call_sites {
-        let mut pad: Option<u32> = None;
-        tags.clear();
-        for handler in site.exception_handlers {
-            let (offset, tag) = match *handler {
-                FinalizedMachExceptionHandler::Tag(tag, offset) => (offset, Some(tag)),
-                FinalizedMachExceptionHandler::Default(offset) => (offset, None),
-                FinalizedMachExceptionHandler::Context(_) => continue,
-            };
-            match pad {
-                None => pad = Some(offset),
-                Some(p) if p != offset && prepared.is_none() => {
-                    return Err(FormError::HandlersDisagree {
-                        ret_addr: site.ret_addr,
-                    }
-                    .into());
-                }
-                Some(_) => {}
-            }
-            tags.push(tag);
+    let types = prepared.types();
+    // Call sites with the same handler tags share one chain; neighbouring
+    // calls usually have the same tags, and then nothing is looked up.
+    type Tags = Vec<Option<ExceptionTag>>;
+    let mut chains: BTreeMap<Tags, Arc<[Action]>> = BTreeMap::new();
+    let mut last: Option<(Tags, Arc<[Action]>)> = None;
+    lsda::call_sites(call_sites, |tags| {
+        if let Some((last_tags, chain)) = &last
+            && last_tags == tags
+        {
+            return Ok(chain.clone());
         }
-        let landing_pad = match pad {
-            None => None,
-            Some(offset) => {
-                let clauses = match &last {
-                    Some((last_tags, list)) if *last_tags == tags => list.clone(),
-                    _ => {
-                        let list = match lists.get(&tags) {
-                            Some(list) => list.clone(),
-                            None => {
-                                let mut clauses = Vec::new();
-                                for tag in &tags {
-                                    clauses.extend_from_slice(policy.item_clauses(*tag)?);
-                                }
-                                let list = ClauseList::new(clauses)?;
-                                lists.insert(tags.clone(), list.clone());
-                                list
-                            }
-                        };
-                        last = Some((tags.clone(), list.clone()));
-                        list
-                    }
-                };
-                Some(LandingPad { offset, clauses })
+        let chain = match chains.get(tags) {
+            Some(chain) => chain.clone(),
+            None => {
+                let mut clauses = Vec::new();
+                for tag in tags {
+                    clauses.extend_from_slice(policy.item_clauses(*tag)?);
+                }
+                let chain = ClauseList::new(clauses)?.actions(types)?;
+                chains.insert(tags.to_vec(), chain.clone());
+                chain
             }
         };
-        out.push(CallSite {
-            ret_addr: site.ret_addr,
-            landing_pad,
-        });
-    }
-    Ok(out)
+        last = Some((tags.to_vec(), chain.clone()));
+        Ok(chain)
+    })
 }
 
 /// What one compiled function contributes to `.eh_frame` and
@@ -139,7 +109,7 @@ pub fn tables_for_compiled(
         }
         None
     } else {
-        let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, Some(prepared))?;
+        let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, prepared)?;
         let compiled = sites.iter().filter(|s| s.landing_pad.is_some()).count();
         if compiled > prepared.landing_pads() {
             return Err(stale(compiled).into());
@@ -147,7 +117,7 @@ pub fn tables_for_compiled(
         Lsda::new(
             &sites,
             code_len,
-            prepared.types(),
+            prepared.types().entries(),
             encoding,
             isa.pointer_bytes(),
         )?

@@ -6,8 +6,11 @@
 //! any fixed-width or LEB128 call-site encoding, any type-table encoding),
 //! and reports malformed bytes as a [`DecodeError`].
 
+use crate::eh_frame::{RelocatedSection, SymbolIndex};
+use crate::error::LsdaResult;
 use crate::error::{DecodeError, Malformation};
-use crate::policy::{Clause, TypeEntry};
+use crate::lsda::{Lsda, TypeEntry};
+use crate::policy::Clause;
 use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -261,6 +264,26 @@ struct Header {
     call_site_encoding: DwEhPe,
     /// Where the call-site records end and the action table begins.
     action_start: usize,
+}
+
+/// Write `lsda` alone and read it back with the decoder, naming symbol
+/// type entries from the relocations the writer recorded: what dumps,
+/// filetests and round-trip tests show.
+pub fn decode_back(lsda: &Lsda, endian: RunTimeEndian) -> LsdaResult<DecodedLsda> {
+    let mut section = RelocatedSection::new(endian);
+    let mut symbols = SymbolIndex::default();
+    lsda.write(&mut section, |name| {
+        Some(symbols.address(String::from(name)))
+    })?;
+    let mut decoded = decode_lsda(section.bytes(), endian, lsda.address_size())?;
+    decoded.name_entries(|offset| {
+        let reloc = section.relocation_at(offset)?;
+        let gimli::write::RelocationTarget::Symbol(index) = reloc.target else {
+            return None;
+        };
+        Some((symbols.get(index)?.clone(), reloc.addend))
+    });
+    Ok(decoded)
 }
 
 /// Decode an LSDA; `address_size` is the size of `absptr`. Type entries

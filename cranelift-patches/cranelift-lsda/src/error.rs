@@ -1,14 +1,16 @@
 //! Errors, one small enum per concern, folded into [`LsdaError`].
 //!
 //! [`PolicyError`]: the clause policy and type tables. [`FormError`]: the
-//! IR and target cannot be described by an LSDA. [`EncodeError`]: a table
-//! does not fit its encoding. [`DecodeError`]: malformed LSDA bytes. They
-//! fold into [`LsdaError`], which converts into `CodegenError`. (Object and
+//! IR and target cannot be described by an LSDA. [`EncodeError`] (the
+//! in-tree encoder's): a table does not fit its encoding. [`DecodeError`]:
+//! malformed LSDA bytes. They fold into [`LsdaError`], which converts into `CodegenError`. (Object and
 //! JIT output have their own error, `OutputError`, as cranelift-object and
 //! cranelift-jit report theirs through `ModuleError`.) Nothing in this crate
 //! panics on user input or produces a table it knows to be wrong.
 
-use crate::policy::{CLAUSE_SET_TAG_BASE, Clause, TypeEntry};
+use crate::lsda::EncodeError;
+use crate::lsda::TypeEntry;
+use crate::policy::{CLAUSE_SET_TAG_BASE, Clause};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -191,12 +193,6 @@ pub enum FormError {
     InvalidInput(VerifierErrors),
     /// The legalized function failed the verifier (a bug of this crate).
     InvalidOutput(VerifierErrors),
-    /// The handlers of one compiled call site disagree on a landing pad,
-    /// and no landing-pad-form proof was supplied.
-    HandlersDisagree {
-        /// Return address of the call site.
-        ret_addr: u32,
-    },
     /// The compiled code has more call sites with handlers than the
     /// prepared IR had `try_call`s: the proof belongs to another function.
     StalePreparedFunction {
@@ -245,11 +241,6 @@ impl fmt::Display for FormError {
                 f,
                 "IR error: the legalized function fails verification: {errors}"
             ),
-            Self::HandlersDisagree { ret_addr } => write!(
-                f,
-                "the handlers of the call returning to {ret_addr:#x} have different code offsets \
-                 and the IR was not checked to be in landing-pad form"
-            ),
             Self::StalePreparedFunction { compiled, prepared } => write!(
                 f,
                 "the compiled code has {compiled} call sites with handlers but the prepared IR \
@@ -259,84 +250,6 @@ impl fmt::Display for FormError {
                 f,
                 "the context holds no compiled code; define the function first"
             ),
-        }
-    }
-}
-
-/// A table does not fit its encoding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum EncodeError {
-    /// Call-site return addresses are not strictly increasing, or lie
-    /// outside the function.
-    CallSiteOutOfOrder {
-        /// The offending return address.
-        ret_addr: u32,
-        /// The previous return address (or the code length when too large).
-        bound: u32,
-    },
-    /// A landing pad lies outside the function's code.
-    LandingPadOutOfRange {
-        /// The landing pad offset.
-        pad: u32,
-        /// The function's code length.
-        code_len: u32,
-    },
-    /// A landing pad at offset 0 cannot be encoded: 0 means "no pad".
-    LandingPadAtFunctionStart,
-    /// A value does not fit the chosen encoding.
-    DoesNotFit {
-        /// What was being encoded.
-        what: &'static str,
-        /// The value that did not fit.
-        value: u64,
-    },
-    /// An absolute type entry cannot be encoded position-independently.
-    AbsoluteTypeEntryNeedsAbsptr(u64),
-    /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
-    IndirectAddend {
-        /// The symbol.
-        symbol: String,
-        /// Its addend.
-        addend: i64,
-    },
-    /// A type-entry symbol could not be resolved to an address.
-    UnresolvedSymbol(String),
-    /// gimli's writer refused a value.
-    Write(gimli::write::Error),
-}
-
-impl fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::CallSiteOutOfOrder { ret_addr, bound } => write!(
-                f,
-                "call site returning to {ret_addr:#x} is out of order or out of range \
-                 (bound {bound:#x})"
-            ),
-            Self::LandingPadOutOfRange { pad, code_len } => write!(
-                f,
-                "landing pad {pad:#x} lies outside the function's {code_len:#x} code bytes"
-            ),
-            Self::LandingPadAtFunctionStart => write!(
-                f,
-                "a landing pad at function offset 0 cannot be encoded (0 means no landing pad)"
-            ),
-            Self::DoesNotFit { what, value } => {
-                write!(f, "{what} {value:#x} does not fit its encoding")
-            }
-            Self::AbsoluteTypeEntryNeedsAbsptr(addr) => write!(
-                f,
-                "absolute type entry {addr:#x} needs the absptr type-table encoding"
-            ),
-            Self::IndirectAddend { symbol, addend } => write!(
-                f,
-                "indirect type entry {symbol}{addend:+} cannot carry an addend"
-            ),
-            Self::UnresolvedSymbol(name) => {
-                write!(f, "type entry symbol `{name}` cannot be resolved")
-            }
-            Self::Write(err) => write!(f, "DWARF writer: {err}"),
         }
     }
 }
@@ -478,10 +391,11 @@ impl From<UnsupportedTarget> for LsdaError {
     }
 }
 
-/// How the released `CodegenError` carries these errors: verifier
-/// failures as verifier errors, encoding limits as implementation limits,
-/// the rest as `Unsupported`. (In-tree, `CodegenError` gains a variant that
-/// carries the [`LsdaError`] itself.)
+/// How `CodegenError` carries the toolkit's errors: verifier failures as
+/// verifier errors, encoding limits as implementation limits, the rest as
+/// `Unsupported`. (The series gives `CodegenError` a variant for the
+/// in-tree [`EncodeError`] that `check_try_calls` raises during
+/// compilation; policy errors are the embedder's, not codegen's.)
 impl From<LsdaError> for CodegenError {
     fn from(err: LsdaError) -> Self {
         match err {

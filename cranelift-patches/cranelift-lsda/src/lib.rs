@@ -12,10 +12,12 @@
 //!    IR into landing-pad form, one clause-set item per call, and fixes the
 //!    function's [`TypeTable`] so selectors are known before encoding.
 //! 3. [`tables_for_compiled`] turns the compiled call sites into an
-//!    [`Lsda`], laid out in the encodings of [`LsdaEncoding`], which
-//!    [`Lsda::write`] appends to a `.gcc_except_table` through gimli's
-//!    `Writer` (type entries via `write_eh_pointer`, so a relocating writer
-//!    such as [`RelocatedSection`] records their relocations), and
+//!    [`Lsda`], the in-tree encoder's table: each clause list becomes a
+//!    chain of [`Action`]s over the function's type table (the one
+//!    clause-to-action mapping, [`ClauseList::actions`]). [`Lsda::write`]
+//!    appends it to a `.gcc_except_table` through gimli's `Writer` (type
+//!    entries via `write_eh_pointer`, so a relocating writer such as
+//!    [`RelocatedSection`] records their relocations), and
 //!    [`EhFrameBuilder`] gives the functions with an LSDA a CIE that names
 //!    the personality, next to the plain one.
 //! 4. [`decode_lsda`], written independently of the encoder, turns LSDA
@@ -23,14 +25,17 @@
 //!
 //! # This crate
 //!
-//! The modules above are written as they live in Cranelift
-//! (`cranelift_codegen::isa::unwind::lsda`, moved there by the series in
-//! `cranelift-patches/upstream/`), `no_std` with `alloc` as cranelift-codegen
-//! is. The rest is the glue the series puts in other crates:
-//! `legalize_landing_pads` (cranelift-frontend's `Switch`), and
-//! [`LsdaObjectModule`] / [`LsdaJitModule`], which do all of it inside
-//! `define_function`, as cranelift-object and cranelift-jit do with the
-//! setting on, and write or register `.eh_frame` with a personality.
+//! It is the embedder toolkit on top of the in-tree API that the series in
+//! `cranelift-patches/upstream/` adds to Cranelift: the LSDA encoder
+//! ([`Lsda`], [`Action`], [`TypeEntry`], [`check_try_calls`]), which knows
+//! no exception model. This crate compiles that file from the series'
+//! overlay tree against the released crates, or takes it from the patched
+//! cranelift-codegen under `--cfg cranelift_lsda_upstream`. Everything else
+//! is policy and stays here: clause policies and selector conventions, the
+//! landing-pad legalization, the decoder, `.eh_frame` with a personality
+//! for objects ([`LsdaObjectModule`]) and JIT code ([`LsdaJitModule`]),
+//! which do all of it inside `define_function`. `no_std` with `alloc`
+//! without the default features, as cranelift-codegen is.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -39,106 +44,86 @@ extern crate alloc;
 #[cfg(feature = "std")]
 extern crate std;
 
-/// Items of the codegen part: compiled from this crate, or with
-/// `--cfg cranelift_lsda_upstream` taken from the patched cranelift-codegen, where the
-/// series (`cranelift-patches/upstream/`) moves them, so the glue and every
-/// test run against the moved code.
-macro_rules! codegen_part {
-    ($($item:item)*) => {
-        $(
-            #[cfg(not(cranelift_lsda_upstream))]
-            $item
-        )*
-    };
-}
-
-codegen_part! {
-    mod compiled;
-    mod decode;
-    mod eh_frame;
-    mod encode;
-    mod error;
-    mod landing_pad;
-    mod policy;
-
-    pub use compiled::{CompiledTables, call_sites_from_compiled, tables_for_compiled};
-    pub use decode::{
-        DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_lsda, encoding_name,
-    };
-    pub use eh_frame::{
-        EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of, unwind_info_of,
-    };
-    pub use encode::{
-        ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, LandingPad,
-        LengthWriter, Lsda, LsdaEncoding, TypeEncoding,
-    };
-    pub use error::{
-        DecodeError, EncodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad,
-        PolicyError, UnsupportedTarget,
-    };
-    pub use landing_pad::{
-        LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
-        call_conv_has_landing_pads, catch_items, check_isa, check_landing_pad_form,
-        is_landing_pad_args, try_call_clauses, type_table_of,
-    };
-    pub use policy::{
-        CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
-        TypeEntry, TypeTable, normalize_clauses,
-    };
-}
-
+// The in-tree API: the file the upstream series adds to cranelift-codegen
+// as `isa::unwind::lsda`, compiled here against the released crate, or with
+// `--cfg cranelift_lsda_upstream` taken from the patched one. The file
+// names codegen's items as `crate::...`, which these imports provide.
+#[cfg(not(cranelift_lsda_upstream))]
+#[path = "../../upstream/overlay/cranelift/codegen/src/isa/unwind/lsda.rs"]
+mod lsda;
 #[cfg(cranelift_lsda_upstream)]
-pub use cranelift_codegen::isa::unwind::lsda::*;
+use cranelift_codegen::isa::unwind::lsda;
+#[cfg(not(cranelift_lsda_upstream))]
+use cranelift_codegen::{FinalizedMachCallSite, FinalizedMachExceptionHandler, ir};
+#[cfg(all(test, not(cranelift_lsda_upstream)))]
+use cranelift_codegen::{cursor, isa};
+
+mod compiled;
+mod decode;
+mod eh_frame;
+mod error;
+mod landing_pad;
+mod policy;
+
+pub use compiled::{CompiledTables, call_sites_from_compiled, tables_for_compiled};
+pub use decode::{
+    DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_back, decode_lsda,
+    encoding_name,
+};
+pub use eh_frame::{
+    EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of, unwind_info_of,
+};
+pub use error::{
+    DecodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad, PolicyError,
+    UnsupportedTarget,
+};
+pub use landing_pad::{
+    LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
+    call_conv_has_landing_pads, catch_items, check_isa, check_landing_pad_form,
+    is_landing_pad_args, try_call_clauses, type_table_of,
+};
+pub use lsda::{
+    Action, ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, EncodeError,
+    LandingPad, Lsda, LsdaEncoding, TypeEncoding, TypeEntry, check_try_calls,
+};
+pub use policy::{
+    CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
+    TypeTable, normalize_clauses,
+};
 
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit;
-#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+#[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit_arenas;
-#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+#[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit_tables;
-// With `--cfg cranelift_lsda_upstream`, the pass is cranelift-frontend's, where the series moves it.
-#[cfg(all(feature = "legalize", not(cranelift_lsda_upstream)))]
+#[cfg(feature = "legalize")]
 mod legalize;
 mod module;
-// With `--cfg cranelift_lsda_upstream`, cranelift-object's, where the series moves them.
 #[cfg(feature = "object")]
 mod object;
-#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
+#[cfg(feature = "object")]
 mod object_tables;
-#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
+#[cfg(feature = "object")]
 mod output;
 
-#[cfg(all(feature = "legalize", cranelift_lsda_upstream))]
-pub use cranelift_frontend::legalize_landing_pads;
-#[cfg(all(feature = "jit", target_os = "linux", cranelift_lsda_upstream))]
-pub use cranelift_jit::{
-    FrameRegistrar, JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver,
-    Unwinder, detect_unwinder,
-};
-#[cfg(all(
-    feature = "jit",
-    target_os = "linux",
-    target_env = "gnu",
-    not(cranelift_lsda_upstream)
-))]
+#[cfg(all(feature = "jit", target_os = "linux", target_env = "gnu"))]
 pub use cranelift_jit_arenas::{ArenaConfig, ArenaError, LoaderArenas};
-#[cfg(cranelift_lsda_upstream)]
-pub use cranelift_object::{ObjectTables, OutputError, OutputResult};
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit::LsdaJitModule;
-#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+#[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit_arenas::jit_tables_in_arenas;
-#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+#[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit_tables::{
     FrameRegistrar, JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver,
     Unwinder, detect_unwinder,
 };
-#[cfg(all(feature = "legalize", not(cranelift_lsda_upstream)))]
+#[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;
 pub use module::{LandingPads, enable_unwind_lsda, prepare_function};
 #[cfg(feature = "object")]
 pub use object::LsdaObjectModule;
-#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
+#[cfg(feature = "object")]
 pub use object_tables::ObjectTables;
-#[cfg(all(feature = "object", not(cranelift_lsda_upstream)))]
+#[cfg(feature = "object")]
 pub use output::{OutputError, OutputResult};

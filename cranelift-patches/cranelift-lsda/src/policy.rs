@@ -9,53 +9,12 @@
 //! the selector each clause will deliver.
 
 use crate::error::PolicyError;
+use crate::lsda::{Action, TypeEntry};
 use alloc::collections::BTreeMap;
-use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use cranelift_codegen::ir::ExceptionTag;
-
-/// An entry of the LSDA type table: what a catch clause matches.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum TypeEntry {
-    /// A null entry: `catch (...)` for libstdc++, catch-all for Rust and
-    /// Wasmer.
-    CatchAll,
-    /// The address of a symbol plus an addend (e.g. a C++ `typeinfo`
-    /// object, or a Wasmer tag constant), resolved by relocation.
-    Symbol {
-        /// The symbol name.
-        name: String,
-        /// Added to the symbol's address.
-        addend: i64,
-    },
-    /// An absolute address, for JIT code. Only the absptr type-table
-    /// encoding can carry it.
-    Address(u64),
-}
-
-impl TypeEntry {
-    /// A symbol with addend 0.
-    pub fn symbol(name: impl Into<String>) -> Self {
-        Self::Symbol {
-            name: name.into(),
-            addend: 0,
-        }
-    }
-}
-
-impl fmt::Display for TypeEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::CatchAll => write!(f, "null (catch-all)"),
-            Self::Symbol { name, addend: 0 } => write!(f, "{name}"),
-            Self::Symbol { name, addend } => write!(f, "{name}{addend:+}"),
-            Self::Address(addr) => write!(f, "{addr:#x}"),
-        }
-    }
-}
 
 /// One clause of a landing pad.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,15 +60,22 @@ impl ClauseList {
         &self.0
     }
 
-    /// Whether `other` is a clone of this list (the same allocation): a
-    /// cheap test before comparing the clauses.
-    pub(crate) fn shares(&self, other: &ClauseList) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
-
     /// Whether the list is a single cleanup (the LSDA action 0).
     pub fn is_cleanup_only(&self) -> bool {
         *self.0 == [Clause::Cleanup]
+    }
+
+    /// The list as the encoder's action chain over `types`: each catch
+    /// becomes [`Action::Catch`] of its entry's index, a cleanup
+    /// [`Action::Cleanup`]. This is the one place clauses become actions.
+    pub fn actions(&self, types: &TypeTable) -> Result<Arc<[Action]>, PolicyError> {
+        self.0
+            .iter()
+            .map(|clause| match clause {
+                Clause::Cleanup => Ok(Action::Cleanup),
+                Clause::Catch(entry) => types.filter(entry).map(Action::Catch),
+            })
+            .collect()
     }
 
     /// The type entries this list catches, in order.

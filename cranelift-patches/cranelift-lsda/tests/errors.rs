@@ -8,8 +8,8 @@ use cranelift_codegen::ir::ExceptionTag;
 use cranelift_lsda::{
     CallSite, Clause, ClauseList, ClausePolicy, DefaultAction, EhFrameBuilder, EhFrameEncoding,
     LandingPad, Lsda, LsdaEncoding, LsdaError, ObjectTables, OutputError, SelectorConvention,
-    TypeEncoding, TypeEntry, TypeTable, call_sites_from_compiled, check_landing_pad_form,
-    decode_lsda, tables_for_compiled,
+    TypeEncoding, TypeEntry, TypeTable, check_landing_pad_form, check_try_calls, decode_lsda,
+    tables_for_compiled,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
@@ -118,21 +118,30 @@ fn landing_pad_form_errors() {
 #[test]
 fn compiled_code_errors() {
     let policy = cxx_policy();
-    // Handlers at two offsets, and no proof of landing-pad form.
+    // Handlers in two blocks: the in-tree check that the `unwind_lsda`
+    // setting runs during compilation refuses them.
     let (func, isa) = parse(&try_call(
         "tag1: block3(exn0, exn1), tag2: block4(exn0, exn1)",
     ));
-    let mut ctx = Context::for_function(func);
-    let code = ctx.compile(&*isa, &mut Default::default()).unwrap();
-    let err = call_sites_from_compiled(code.buffer.call_sites(), &policy, None).unwrap_err();
-    let message = err.to_string();
-    assert!(
-        message.starts_with("the handlers of the call returning to 0x")
-            && message.ends_with(
-                " have different code offsets and the IR was not checked to be in landing-pad form"
-            ),
-        "{message}"
+    let inst = func.layout.last_inst(func.layout.entry_block().unwrap());
+    let err = check_try_calls(&func).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "the handlers of try_call {} go to different blocks or pass different arguments, \
+             but an LSDA call site has one landing pad",
+            inst.unwrap()
+        )
     );
+    // One block with different arguments is refused too.
+    let (func, _) = parse(&try_call(
+        "tag1: block2(exn0, exn1), tag2: block2(exn1, exn0)",
+    ));
+    assert!(check_try_calls(&func).is_err());
+    let (func, _) = parse(&try_call(
+        "tag1: block2(exn0, exn1), tag2: block2(exn0, exn1)",
+    ));
+    check_try_calls(&func).unwrap();
 
     // A proof for another function.
     let (leaf, _) = parse(LEAF);
@@ -150,10 +159,11 @@ fn compiled_code_errors() {
     );
 }
 
-fn pad(offset: u32, clauses: &[Clause]) -> Option<LandingPad> {
+fn pad(offset: u32, clauses: &[Clause], types: &TypeTable) -> Option<LandingPad> {
+    let list = ClauseList::new(clauses.iter().cloned()).unwrap();
     Some(LandingPad {
         offset,
-        clauses: ClauseList::new(clauses.iter().cloned()).unwrap(),
+        actions: list.actions(types).unwrap(),
     })
 }
 
@@ -170,7 +180,7 @@ fn encode_error(sites: &[CallSite], code_len: u32, types: &TypeTable, address_si
     } else {
         LsdaEncoding::jit()
     };
-    Lsda::new(sites, code_len, types, encoding, address_size)
+    Lsda::new(sites, code_len, types.entries(), encoding, address_size)
         .err()
         .unwrap()
         .to_string()
@@ -181,22 +191,32 @@ fn encoding_errors() {
     let none = TypeTable::new();
     let cleanup = [Clause::Cleanup];
     assert_eq!(
-        encode_error(&[site(8, pad(2, &cleanup)), site(8, None)], 16, &none, 8),
+        encode_error(
+            &[site(8, pad(2, &cleanup, &none)), site(8, None)],
+            16,
+            &none,
+            8
+        ),
         "call site returning to 0x8 is out of order or out of range (bound 0x8)"
     );
     assert_eq!(
-        encode_error(&[site(8, pad(16, &cleanup))], 16, &none, 8),
+        encode_error(&[site(8, pad(16, &cleanup, &none))], 16, &none, 8),
         "landing pad 0x10 lies outside the function's 0x10 code bytes"
     );
     assert_eq!(
-        encode_error(&[site(8, pad(0, &cleanup))], 16, &none, 8),
+        encode_error(&[site(8, pad(0, &cleanup, &none))], 16, &none, 8),
         "a landing pad at function offset 0 cannot be encoded (0 means no landing pad)"
     );
     let wide = TypeEntry::Address(0x1_0000_0000);
     let mut types = TypeTable::new();
     types.add(&wide).unwrap();
     assert_eq!(
-        encode_error(&[site(8, pad(10, &[Clause::Catch(wide)]))], 16, &types, 4),
+        encode_error(
+            &[site(8, pad(10, &[Clause::Catch(wide)], &types))],
+            16,
+            &types,
+            4
+        ),
         "absolute type entry 0x100000000 does not fit its encoding"
     );
 
@@ -211,8 +231,10 @@ fn encoding_errors() {
         types: TypeEncoding::IndirectPcRelSdata4,
         ..LsdaEncoding::object()
     };
-    let sites = [site(8, pad(10, &[Clause::Catch(vtable)]))];
-    let err = Lsda::new(&sites, 16, &types, indirect, 8).err().unwrap();
+    let sites = [site(8, pad(10, &[Clause::Catch(vtable)], &types))];
+    let err = Lsda::new(&sites, 16, types.entries(), indirect, 8)
+        .err()
+        .unwrap();
     assert_eq!(
         err.to_string(),
         "indirect type entry vtable-16 cannot carry an addend"
@@ -222,8 +244,8 @@ fn encoding_errors() {
     let int = TypeEntry::symbol("_ZTIi");
     let mut types = TypeTable::new();
     types.add(&int).unwrap();
-    let sites = [site(8, pad(10, &[Clause::Catch(int)]))];
-    let lsda = Lsda::new(&sites, 16, &types, LsdaEncoding::object(), 8)
+    let sites = [site(8, pad(10, &[Clause::Catch(int)], &types))];
+    let lsda = Lsda::new(&sites, 16, types.entries(), LsdaEncoding::object(), 8)
         .unwrap()
         .unwrap();
     let mut plain = gimli::write::EndianVec::new(Little);

@@ -13,7 +13,7 @@ use cranelift_codegen::{Context, FinalizedMachExceptionHandler};
 use cranelift_lsda::{
     Clause, ClausePolicy, DecodedTypeEntry, DefaultAction, FormError, LsdaEncoding, LsdaError,
     PolicyError, SelectorConvention, TryCallForm, TypeEntry, UnsupportedTarget,
-    check_landing_pad_form, legalize_landing_pads, tables_for_compiled,
+    check_landing_pad_form, decode_back, legalize_landing_pads, tables_for_compiled,
 };
 use eh_test_support::parse_clif as parse;
 use std::collections::HashMap;
@@ -283,7 +283,7 @@ fn three_destinations_become_one_pad_with_a_branch_table() {
     assert_eq!(code.code_buffer().len() as u32, code_len);
     let tables = tables_for_compiled(code, &*isa, &policy, &prepared, LsdaEncoding::object());
     let lsda = tables.unwrap().lsda.unwrap();
-    let decoded = lsda.decode_back(gimli::RunTimeEndian::Little).unwrap();
+    let decoded = decode_back(&lsda, gimli::RunTimeEndian::Little).unwrap();
     let symbols = decoded
         .type_entries
         .iter()

@@ -25,8 +25,9 @@ use crate::{Mode, Row, geomean};
 use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_lsda::{
-    ActionTable, CallSite, CallSiteEncoding, Clause, DecodedAction, LsdaEncoding, TypeEncoding,
-    TypeEntry, call_sites_from_compiled, endian_of, legalize_landing_pads, tables_for_compiled,
+    Action, ActionTable, CallSite, CallSiteEncoding, DecodedAction, LsdaEncoding, TypeEncoding,
+    TypeEntry, call_sites_from_compiled, decode_back, endian_of, legalize_landing_pads,
+    tables_for_compiled,
 };
 use eh_test_support::{compile_cxx, scratch_file};
 use object::{Object, ObjectSection};
@@ -93,12 +94,11 @@ fn sizes(shape: &Shape) -> Sizes {
     let tables = tables_for_compiled(code, &**isa, &policy, &prepared, encoding).unwrap();
     let lsda = tables.lsda.expect("every shape has a handler");
     assert_eq!(lsda.len(), ours, "the object holds this one LSDA");
-    let calls =
-        call_sites_from_compiled(code.buffer.call_sites(), &policy, Some(&prepared)).unwrap();
+    let calls = call_sites_from_compiled(code.buffer.call_sites(), &policy, &prepared).unwrap();
 
     // Our action table, rebuilt from the decoded chains in call order as
     // the encoder builds it; checked against our own layout below.
-    let decoded = lsda.decode_back(endian_of(&**isa)).unwrap();
+    let decoded = decode_back(&lsda, endian_of(&**isa)).unwrap();
     let mut actions = ActionTable::default();
     let mut action_of_ret = Vec::new();
     for site in &decoded.call_sites {
@@ -154,7 +154,7 @@ fn sizes(shape: &Shape) -> Sizes {
     Sizes {
         ours,
         cg_clif,
-        wasmer: wasmer_len(&calls, code_len as u32),
+        wasmer: wasmer_len(&calls, prepared.types().entries(), code_len as u32),
     }
 }
 
@@ -187,9 +187,9 @@ fn itanium_len(call_sites: usize, actions: usize, types: usize, padded_base: boo
     }
 }
 
-/// Wasmer 7.5's LSDA for these call sites, or `None` if a clause is a
-/// cleanup.
-fn wasmer_len(calls: &[CallSite], code_len: u32) -> Option<usize> {
+/// Wasmer 7.5's LSDA for these call sites (whose catches index
+/// `type_entries`), or `None` if a clause is a cleanup.
+fn wasmer_len(calls: &[CallSite], type_entries: &[TypeEntry], code_len: u32) -> Option<usize> {
     let mut types: Vec<&TypeEntry> = Vec::new();
     let mut lists: Vec<(Vec<u32>, usize)> = Vec::new();
     let mut actions = 0usize;
@@ -202,10 +202,11 @@ fn wasmer_len(calls: &[CallSite], code_len: u32) -> Option<usize> {
             continue;
         };
         let mut indices = Vec::new();
-        for clause in pad.clauses.clauses() {
-            let Clause::Catch(entry) = clause else {
+        for action in pad.actions.iter() {
+            let Action::Catch(index) = *action else {
                 return None;
             };
+            let entry = &type_entries[index as usize - 1];
             let index = match types.iter().position(|t| *t == entry) {
                 Some(i) => i,
                 None => {

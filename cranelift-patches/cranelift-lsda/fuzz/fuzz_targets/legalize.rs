@@ -18,7 +18,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext};
 use cranelift_lsda::{
     Clause, ClauseList, ClausePolicy, DefaultAction, LsdaEncoding, SelectorConvention, TypeEntry,
-    legalize_landing_pads, tables_for_compiled, try_call_clauses,
+    decode_back, legalize_landing_pads, tables_for_compiled, try_call_clauses,
 };
 use gimli::RunTimeEndian;
 use libfuzzer_sys::fuzz_target;
@@ -208,7 +208,7 @@ fuzz_target!(|case: Case| {
         assert!(original.is_empty());
         return;
     };
-    let decoded = lsda.decode_back(RunTimeEndian::Little).unwrap();
+    let decoded = decode_back(&lsda, RunTimeEndian::Little).unwrap();
     let pads: Vec<Vec<Clause>> = code
         .buffer
         .call_sites()
