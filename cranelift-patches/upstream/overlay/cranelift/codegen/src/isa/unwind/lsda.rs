@@ -1100,7 +1100,7 @@ mod tests {
             .push(ExceptionTableData::new(sig, normal, catches));
         cur.goto_bottom(blocks[0]);
         cur.ins().try_call(callee, &[], table);
-        cur.func
+        func
     }
 
     #[test]
