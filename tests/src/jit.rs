@@ -14,13 +14,11 @@ pub enum Placement {
     /// `_U_dyn_register`ed).
     RegisterFrame,
     /// Loader-known arenas (`cranelift-jit-arenas`).
-    #[cfg(not(cranelift_lsda_upstream))]
     Arenas(cranelift_lsda::LoaderArenas),
 }
 
 impl Placement {
     /// A fresh pool of arenas of the default size.
-    #[cfg(not(cranelift_lsda_upstream))]
     pub fn arenas() -> Self {
         Self::Arenas(cranelift_lsda::LoaderArenas::new().expect("an arena loads"))
     }
@@ -29,7 +27,6 @@ impl Placement {
     pub fn jit(&self, file: &clif_eh::EhFile, extra: &[(&str, *const u8)]) -> JitFile {
         match self {
             Self::RegisterFrame => jit_file(file, extra),
-            #[cfg(not(cranelift_lsda_upstream))]
             Self::Arenas(arenas) => clif_eh::module::jit_file_in_arenas(file, extra, arenas),
         }
         .unwrap()

@@ -20,7 +20,6 @@ macro_rules! jit_checks {
         $crate::jit_checks!(@placed $finds, $crate::jit::Placement::RegisterFrame);
 
         /// The same checks with the code in loader-known arenas.
-        #[cfg(not(cranelift_lsda_upstream))]
         mod in_arenas {
             $crate::jit_checks!(@placed $finds, $crate::jit::Placement::arenas());
         }

@@ -1,8 +1,6 @@
 //! Memory stays flat while modules churn through small loader-known arenas
 //! (alone in its process: the heap and mapping figures are process-wide).
 
-#![cfg(not(cranelift_lsda_upstream))]
-
 use cranelift_lsda::{ArenaConfig, LoaderArenas};
 use eh_tests::jit::{ONE_CATCH, memory_in_use};
 use std::collections::BTreeSet;

@@ -23,8 +23,6 @@ fn eight_threads_throw_while_modules_register_and_deregister() {
         std::time::Duration::from_secs(10),
     );
 }
-
-#[cfg(not(cranelift_lsda_upstream))]
 #[test]
 fn eight_threads_throw_while_modules_are_placed_in_arenas_and_freed() {
     eh_tests::jit::concurrent_throws_while_modules_register(
@@ -54,9 +52,7 @@ fn the_jit_suite_leaks_nothing_under_memcheck() {
         ],
     );
     eh_tests::report_figure("leaks-jit-suite", &report.to_string());
-    // The arena tests exist only on the released crates (not with
-    // `--cfg cranelift_lsda_upstream`).
-    let ran = if cfg!(cranelift_lsda_upstream) { 2 } else { 4 };
+    let ran = 4;
     assert!(
         report
             .stdout

@@ -17,6 +17,17 @@ llvm_runner_var=CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER
 t0=$SECONDS
 # These sources are outside the main workspace's `cargo fmt --all`.
 rustfmt --edition 2024 --check "$here"/src/lib.rs "$here"/src/wast.rs "$here"/src/bin/*.rs "$here"/tests/wat.rs
+find "$here/overlay" -name '*.rs' -exec rustfmt --edition 2024 --check {} +
+# Both forms of the change are what generate.sh makes from the real files.
+generated=$(mktemp -d)
+"$here/generate.sh" "$generated"
+if ! diff -r "$here/series" "$generated/series" ||
+    ! diff "$here/generic-lsda.patch" "$generated/generic-lsda.patch"; then
+    echo "wasmer: the committed patch differs from the generated one;" \
+        "run wasmer-adapter/wasmer-build/generate.sh and commit" >&2
+    exit 1
+fi
+rm -rf "$generated"
 "$here/build.sh"
 echo "wasmer: build $((SECONDS - t0)) s"
 

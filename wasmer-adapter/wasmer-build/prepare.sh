@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Put the patched wasmer-compiler-cranelift 7.5.0 where the `generic-lsda`
 # build workspace's [patch.crates-io] points: cargo's registry copy of the
-# released crate, with `generic-lsda.patch` applied. Nothing of Wasmer's is
-# in this repository; the copy lives under target/ and is redone only when
-# the patch changes (a fresh copy would make cargo rebuild Wasmer).
+# released crate, with `generic-lsda.patch` (made by generate.sh from
+# overlay/, steps/ and registry-manifest.hooks) applied. Nothing of Wasmer's
+# is in this repository; the copy lives under target/ and is redone only
+# when the patch changes (a fresh copy would make cargo rebuild Wasmer).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

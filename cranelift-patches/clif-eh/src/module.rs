@@ -219,7 +219,6 @@ pub fn jit_file(file: &EhFile, extra_symbols: &[(&str, *const u8)]) -> Result<Ji
 
 /// As [`jit_file`], with the code in `arenas` and the tables registered
 /// there instead of with `__register_frame`.
-#[cfg(not(cranelift_lsda_upstream))]
 pub fn jit_file_in_arenas(
     file: &EhFile,
     extra_symbols: &[(&str, *const u8)],
@@ -228,10 +227,7 @@ pub fn jit_file_in_arenas(
     jit_file_placed(file, extra_symbols, Some(arenas))
 }
 
-#[cfg(not(cranelift_lsda_upstream))]
 type Arenas<'a> = Option<&'a cranelift_lsda::LoaderArenas>;
-#[cfg(cranelift_lsda_upstream)]
-type Arenas<'a> = Option<&'a core::convert::Infallible>;
 
 fn jit_file_placed(
     file: &EhFile,
@@ -263,7 +259,6 @@ fn jit_file_placed(
     let policy: ClausePolicy = file.policy.clone();
     let resolve = Box::new(resolve_symbol);
     let mut module = match arenas {
-        #[cfg(not(cranelift_lsda_upstream))]
         Some(arenas) => LsdaJitModule::in_arenas(
             builder,
             arenas,
@@ -272,8 +267,6 @@ fn jit_file_placed(
             LandingPads::Legalize,
             resolve,
         ),
-        #[cfg(cranelift_lsda_upstream)]
-        Some(never) => match *never {},
         None => LsdaJitModule::new(builder, personality, policy, LandingPads::Legalize, resolve)
             .map_err(|error| registration_error("module".into(), error))?,
     };

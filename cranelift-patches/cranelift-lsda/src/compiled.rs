@@ -8,18 +8,17 @@
 //! for a tail call, whose frame is gone before the callee can throw.
 
 use crate::eh_frame::unwind_info_of;
-use crate::error::{FormError, LsdaResult};
+use crate::error::LsdaResult;
 use crate::landing_pad::PreparedFunction;
 use crate::lsda::EncodeError;
 use crate::lsda::{self, Action, CallSite, Lsda, LsdaEncoding};
 use crate::policy::{ClauseList, ClausePolicy};
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use cranelift_codegen::ir::ExceptionTag;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
-use cranelift_codegen::{CompiledCode, FinalizedMachCallSite, FinalizedMachExceptionHandler};
+use cranelift_codegen::{CompiledCode, FinalizedMachCallSite};
 
 /// Convert compiled call sites with the in-tree [`lsda::call_sites`], each
 /// call's handler tags becoming one clause list and its action chain over
@@ -34,9 +33,9 @@ pub fn call_sites_from_compiled<'a>(
     // Call sites with the same handler tags share one chain; neighbouring
     // calls usually have the same tags, and then nothing is looked up.
     type Tags = Vec<Option<ExceptionTag>>;
-    let mut chains: BTreeMap<Tags, Arc<[Action]>> = BTreeMap::new();
-    let mut last: Option<(Tags, Arc<[Action]>)> = None;
-    lsda::call_sites(call_sites, |tags| {
+    let mut chains: BTreeMap<Tags, Vec<Action>> = BTreeMap::new();
+    let mut last: Option<(Tags, Vec<Action>)> = None;
+    lsda::call_sites(prepared.checked(), call_sites, |tags| {
         if let Some((last_tags, chain)) = &last
             && last_tags == tags
         {
@@ -86,42 +85,16 @@ pub fn tables_for_compiled(
         what: "code length",
         value: len as u64,
     })?;
-    // Optimization may delete try_calls, never add them: more call sites
-    // with handlers than the IR had means `prepared` is another function's.
-    let stale = |compiled| FormError::StalePreparedFunction {
-        compiled,
-        prepared: prepared.landing_pads(),
-    };
-    let lsda = if prepared.landing_pads() == 0 {
-        // No handlers, no LSDA: no call-site table to build, only the proof
-        // to hold.
-        let compiled = code
-            .buffer
-            .call_sites()
-            .filter(|site| {
-                site.exception_handlers
-                    .iter()
-                    .any(|h| !matches!(h, FinalizedMachExceptionHandler::Context(_)))
-            })
-            .count();
-        if compiled > 0 {
-            return Err(stale(compiled).into());
-        }
-        None
-    } else {
-        let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, prepared)?;
-        let compiled = sites.iter().filter(|s| s.landing_pad.is_some()).count();
-        if compiled > prepared.landing_pads() {
-            return Err(stale(compiled).into());
-        }
-        Lsda::new(
-            &sites,
-            code_len,
-            prepared.types().entries(),
-            encoding,
-            isa.pointer_bytes(),
-        )?
-    };
+    // The in-tree conversion holds `prepared`'s proof: more call sites
+    // with handlers than it counted mean it is another function's.
+    let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, prepared)?;
+    let lsda = Lsda::new(
+        &sites,
+        code_len,
+        prepared.types().entries(),
+        encoding,
+        isa.pointer_bytes(),
+    )?;
     Ok(CompiledTables {
         unwind,
         code_len,

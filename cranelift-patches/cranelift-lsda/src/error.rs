@@ -8,8 +8,8 @@
 //! cranelift-jit report theirs through `ModuleError`.) Nothing in this crate
 //! panics on user input or produces a table it knows to be wrong.
 
-use crate::lsda::EncodeError;
 use crate::lsda::TypeEntry;
+use crate::lsda::{EncodeError, TryCallError};
 use crate::policy::{CLAUSE_SET_TAG_BASE, Clause};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -83,9 +83,6 @@ pub enum UnsupportedTarget {
     Windows,
     /// The ISA was configured with `unwind_info=false`.
     UnwindInfoOff,
-    /// The ISA was configured without `unwind_lsda`, which the object and
-    /// JIT builders' exception tables need.
-    UnwindLsdaOff,
     /// The ISA produced no System V CFI for a function.
     NoSystemVUnwindInfo,
     /// Cranelift failed to produce CFI for a function.
@@ -104,11 +101,6 @@ impl fmt::Display for UnsupportedTarget {
                 f,
                 "unwind_info is disabled (set unwind_info=true); the unwinder needs CFI to \
                  restore callee-saved registers"
-            ),
-            Self::UnwindLsdaOff => write!(
-                f,
-                "unwind_lsda is disabled (set unwind_lsda=true): exception tables are written \
-                 only with it"
             ),
             Self::NoSystemVUnwindInfo => {
                 write!(f, "the function's unwind info is not System V CFI")
@@ -193,14 +185,8 @@ pub enum FormError {
     InvalidInput(VerifierErrors),
     /// The legalized function failed the verifier (a bug of this crate).
     InvalidOutput(VerifierErrors),
-    /// The compiled code has more call sites with handlers than the
-    /// prepared IR had `try_call`s: the proof belongs to another function.
-    StalePreparedFunction {
-        /// Call sites with handlers in the compiled code.
-        compiled: usize,
-        /// `try_call`s in landing-pad form in the prepared IR.
-        prepared: usize,
-    },
+    /// The in-tree check refused a `try_call`.
+    TryCall(TryCallError),
     /// Tables were asked for a context that holds no compiled code.
     NotCompiled,
 }
@@ -241,11 +227,7 @@ impl fmt::Display for FormError {
                 f,
                 "IR error: the legalized function fails verification: {errors}"
             ),
-            Self::StalePreparedFunction { compiled, prepared } => write!(
-                f,
-                "the compiled code has {compiled} call sites with handlers but the prepared IR \
-                 had {prepared}: the PreparedFunction belongs to another function"
-            ),
+            Self::TryCall(e) => e.fmt(f),
             Self::NotCompiled => write!(
                 f,
                 "the context holds no compiled code; define the function first"

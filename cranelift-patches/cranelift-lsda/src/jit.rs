@@ -2,12 +2,10 @@
 //! personality, registered with the process's unwinder when they are
 //! finalized.
 //!
-//! Released `cranelift-jit` registers no unwind info (upstream issue
-//! #5574): there the module records its tables in a [`crate::JitTables`]
-//! and owns the registrations, so tables are deregistered before (never
-//! after) the code is freed. With `--cfg cranelift_lsda_upstream` it is the patched
-//! cranelift-jit's `JITBuilder::exception_tables` that does so (the setting
-//! `unwind_lsda` on); the wrapper only puts functions into landing-pad form.
+//! `cranelift-jit` registers no unwind info (upstream issue #5574): the
+//! module records its tables in a [`crate::JitTables`] and owns the
+//! registrations, so tables are deregistered before (never after) the code
+//! is freed.
 
 use crate::module::{LandingPads, lsda_module_methods};
 use crate::{ClausePolicy, RegistrationResult, SymbolResolver};
@@ -18,15 +16,11 @@ use cranelift_module::{FuncId, Module, ModuleResult};
 /// with the process's unwinder when they are finalized.
 pub struct LsdaJitModule {
     // Dropped first: tables are deregistered before anything else goes.
-    #[cfg(not(cranelift_lsda_upstream))]
     registrations: alloc::vec::Vec<crate::Registration>,
     module: JITModule,
-    #[cfg(not(cranelift_lsda_upstream))]
     tables: crate::JitTables,
-    #[cfg(not(cranelift_lsda_upstream))]
     policy: ClausePolicy,
     landing_pads: LandingPads,
-    #[cfg(not(cranelift_lsda_upstream))]
     resolve: SymbolResolver,
 }
 
@@ -46,31 +40,20 @@ impl LsdaJitModule {
         landing_pads: LandingPads,
         resolve: SymbolResolver,
     ) -> RegistrationResult<Self> {
-        #[cfg(not(cranelift_lsda_upstream))]
-        return Ok(Self {
+        Ok(Self {
             registrations: alloc::vec::Vec::new(),
             module: JITModule::new(builder),
             tables: crate::JitTables::new(personality),
             policy,
             landing_pads,
             resolve,
-        });
-        #[cfg(cranelift_lsda_upstream)]
-        {
-            let mut builder = builder;
-            builder.exception_tables(policy, personality, resolve)?;
-            Ok(Self {
-                module: JITModule::new(builder),
-                landing_pads,
-            })
-        }
+        })
     }
 
     /// As [`LsdaJitModule::new`], with the module's code placed in
     /// `arenas` and its tables registered there (`cranelift-jit-arenas`):
     /// lookups cost the same however many modules are alive. Replaces the
     /// builder's memory provider.
-    #[cfg(not(cranelift_lsda_upstream))]
     pub fn in_arenas(
         mut builder: JITBuilder,
         arenas: &cranelift_jit_arenas::LoaderArenas,
@@ -93,13 +76,7 @@ impl LsdaJitModule {
 
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
-        #[cfg(not(cranelift_lsda_upstream))]
-        return &self.policy;
-        #[cfg(cranelift_lsda_upstream)]
-        return self
-            .module
-            .exception_policy()
-            .expect("built with exception tables");
+        &self.policy
     }
 
     /// Finalize the functions defined so far and register their tables.
@@ -107,7 +84,6 @@ impl LsdaJitModule {
     #[allow(clippy::result_large_err)]
     pub fn finalize_definitions(&mut self) -> ModuleResult<()> {
         self.module.finalize_definitions()?;
-        #[cfg(not(cranelift_lsda_upstream))]
         if let Some(registration) = self.tables.register(&self.module, &*self.resolve)? {
             self.registrations.push(registration);
         }
@@ -126,19 +102,14 @@ impl LsdaJitModule {
     /// As for `JITModule::free_memory`: no pointer to the module's code or
     /// data may be used afterwards, and none of its functions may be running.
     pub unsafe fn free_memory(self) {
-        #[cfg(not(cranelift_lsda_upstream))]
         let Self {
             registrations,
             module,
             ..
         } = self;
-        #[cfg(not(cranelift_lsda_upstream))]
         drop(registrations);
-        #[cfg(cranelift_lsda_upstream)]
-        let module = self.module;
         // SAFETY: forwarded from the caller; the tables that pointed into
-        // the code are deregistered (here, or by `JITModule::free_memory`
-        // with `--cfg cranelift_lsda_upstream`).
+        // the code are deregistered above.
         unsafe { module.free_memory() };
     }
 }

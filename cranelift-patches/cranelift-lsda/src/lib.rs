@@ -83,8 +83,9 @@ pub use landing_pad::{
     is_landing_pad_args, try_call_clauses, type_table_of,
 };
 pub use lsda::{
-    Action, ActionTable, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, EncodeError,
-    LandingPad, Lsda, LsdaEncoding, TypeEncoding, TypeEntry, check_try_calls,
+    Action, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, CheckedTryCalls,
+    EncodeError, LandingPad, Lsda, LsdaEncoding, TryCallError, TypeEncoding, TypeEntry,
+    check_try_calls,
 };
 pub use policy::{
     CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,

@@ -33,10 +33,10 @@ pub fn prepare_function(
     }
 }
 
-/// Turn on the `unwind_lsda` setting, which the patched Cranelift's object
-/// and JIT builders need for exception tables (`--cfg cranelift_lsda_upstream`).
-/// Released Cranelift has no such setting and needs none: there this does
-/// nothing.
+/// Turn on the `unwind_lsda` setting of the patched cranelift-codegen
+/// (`--cfg cranelift_lsda_upstream`), under which compilation checks that
+/// every `try_call` can have an LSDA. Released Cranelift has no such
+/// setting: there this does nothing.
 pub fn enable_unwind_lsda(
     flags: &mut cranelift_codegen::settings::Builder,
 ) -> Result<(), cranelift_codegen::settings::SetError> {
@@ -52,7 +52,7 @@ pub fn enable_unwind_lsda(
 /// What a wrapper's `define_function` does: put `ctx.func` into
 /// landing-pad form, define it in `module`, and give its compiled code to
 /// `record`.
-#[cfg(all(any(feature = "object", feature = "jit"), not(cranelift_lsda_upstream)))]
+#[cfg(any(feature = "object", feature = "jit"))]
 // The `Module::define_function_with_control_plane` signature it implements.
 #[allow(clippy::result_large_err)]
 pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
@@ -83,43 +83,8 @@ where
     Ok(())
 }
 
-/// What a wrapper's `define_function` does with the patched crates: put
-/// `ctx.func` into landing-pad form under the policy `module` holds
-/// (`policy_of`), and define it in `module`, which records its tables.
-#[cfg(all(any(feature = "object", feature = "jit"), cranelift_lsda_upstream))]
-// The `Module::define_function_with_control_plane` signature it implements.
-#[allow(clippy::result_large_err)]
-pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
-    module: &mut M,
-    policy_of: impl Fn(&mut M) -> Option<&mut ClausePolicy>,
-    mode: LandingPads,
-    func_id: cranelift_module::FuncId,
-    ctx: &mut cranelift_codegen::Context,
-    ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
-) -> cranelift_module::ModuleResult<()>
-where
-    E: From<crate::LsdaError> + Into<cranelift_module::ModuleError>,
-{
-    // The policy is borrowed from the module, as is the ISA: it is taken
-    // out for the pass and put back whatever the pass returns. (A panic in
-    // the pass, possible only on invalid IR with the verifier off, leaves
-    // the placeholder: as after any panic in `define_function`, the module
-    // is not to be used further.)
-    let placeholder = ClausePolicy::new(
-        crate::DefaultAction::CatchAll,
-        crate::SelectorConvention::TypeFilter,
-    );
-    let held = policy_of(module).expect("the wrapper configured exception tables");
-    let mut policy = core::mem::replace(held, placeholder);
-    let prepared = prepare_function(&mut ctx.func, module.isa(), &mut policy, mode);
-    *policy_of(module).expect("the wrapper configured exception tables") = policy;
-    prepared.map_err(|e| E::from(e).into())?;
-    module.define_function_with_control_plane(func_id, ctx, ctrl_plane)
-}
-
 /// The `Module` implementation of a wrapper with the fields `module` (the
-/// wrapped module), `landing_pads`, and on released Cranelift `tables`
-/// (its recorder) and `policy`: every method forwards to `module`, but
+/// wrapped module), `landing_pads`, `tables` (its recorder) and `policy`: every method forwards to `module`, but
 /// `define_function`, which also puts the function into landing-pad form
 /// and records its tables; `$error` is the wrapper's error type.
 #[cfg(any(feature = "object", feature = "jit"))]
@@ -131,29 +96,17 @@ macro_rules! lsda_module_methods {
             ctx: &mut cranelift_codegen::Context,
             ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
         ) -> cranelift_module::ModuleResult<()> {
-            #[cfg(not(cranelift_lsda_upstream))]
-            {
-                let tables = &mut self.tables;
-                $crate::module::define_in_landing_pad_form(
-                    &mut self.module,
-                    &mut self.policy,
-                    self.landing_pads,
-                    func_id,
-                    ctx,
-                    ctrl_plane,
-                    |isa, code, policy, prepared| {
-                        tables.add_function(isa, func_id, code, policy, prepared)
-                    },
-                )
-            }
-            #[cfg(cranelift_lsda_upstream)]
-            $crate::module::define_in_landing_pad_form::<_, $error>(
+            let tables = &mut self.tables;
+            $crate::module::define_in_landing_pad_form(
                 &mut self.module,
-                |module| module.exception_policy_mut(),
+                &mut self.policy,
                 self.landing_pads,
                 func_id,
                 ctx,
                 ctrl_plane,
+                |isa, code, policy, prepared| {
+                    tables.add_function(isa, func_id, code, policy, prepared)
+                },
             )
         }
 

@@ -1,11 +1,8 @@
 //! [`LsdaObjectModule`]: an `ObjectModule` whose functions get LSDAs and a
 //! personality.
 //!
-//! On released Cranelift it records each function's tables in a
-//! [`crate::ObjectTables`] of its own and writes them at `finish`. With
-//! `--cfg cranelift_lsda_upstream` it is the patched cranelift-object's
-//! `ObjectBuilder::exception_tables` that does so (the setting
-//! `unwind_lsda` on); the wrapper only puts functions into landing-pad form.
+//! It records each function's tables in a [`crate::ObjectTables`] of its
+//! own and writes them at `finish`.
 
 use crate::module::{LandingPads, lsda_module_methods};
 use crate::{ClausePolicy, LsdaEncoding, OutputResult};
@@ -17,9 +14,7 @@ use cranelift_object::{ObjectBuilder, ObjectModule, ObjectProduct};
 /// defined, and both sections are written at [`LsdaObjectModule::finish`].
 pub struct LsdaObjectModule {
     module: ObjectModule,
-    #[cfg(not(cranelift_lsda_upstream))]
     tables: crate::ObjectTables,
-    #[cfg(not(cranelift_lsda_upstream))]
     policy: ClausePolicy,
     landing_pads: LandingPads,
 }
@@ -49,8 +44,6 @@ impl LsdaObjectModule {
     ) -> OutputResult<Self> {
         Self::build(builder, personality, policy, landing_pads, Some(encoding))
     }
-
-    #[cfg(not(cranelift_lsda_upstream))]
     fn build(
         mut builder: ObjectBuilder,
         personality: &str,
@@ -72,49 +65,16 @@ impl LsdaObjectModule {
         })
     }
 
-    #[cfg(cranelift_lsda_upstream)]
-    fn build(
-        mut builder: ObjectBuilder,
-        personality: &str,
-        policy: ClausePolicy,
-        landing_pads: LandingPads,
-        encoding: Option<LsdaEncoding>,
-    ) -> OutputResult<Self> {
-        match encoding {
-            None => builder.exception_tables(policy, personality)?,
-            Some(encoding) => {
-                builder.exception_tables_with_encoding(policy, personality, encoding)?
-            }
-        };
-        Ok(Self {
-            module: ObjectModule::new(builder),
-            landing_pads,
-        })
-    }
-
     /// The clause policy, with the clause sets legalization interned.
     pub fn policy(&self) -> &ClausePolicy {
-        #[cfg(not(cranelift_lsda_upstream))]
-        return &self.policy;
-        #[cfg(cranelift_lsda_upstream)]
-        return self
-            .module
-            .exception_policy()
-            .expect("built with exception tables");
+        &self.policy
     }
 
     /// Finish the object and write its exception tables.
     pub fn finish(self) -> OutputResult<ObjectProduct> {
-        #[cfg(not(cranelift_lsda_upstream))]
-        {
-            let mut product = self.module.finish();
-            self.tables.finish(&mut product)?;
-            Ok(product)
-        }
-        // `ObjectModule::finish` writes them; every error input can cause
-        // was returned by `build` or `define_function`.
-        #[cfg(cranelift_lsda_upstream)]
-        Ok(self.module.finish())
+        let mut product = self.module.finish();
+        self.tables.finish(&mut product)?;
+        Ok(product)
     }
 }
 

@@ -68,7 +68,7 @@ impl ClauseList {
     /// The list as the encoder's action chain over `types`: each catch
     /// becomes [`Action::Catch`] of its entry's index, a cleanup
     /// [`Action::Cleanup`]. This is the one place clauses become actions.
-    pub fn actions(&self, types: &TypeTable) -> Result<Arc<[Action]>, PolicyError> {
+    pub fn actions(&self, types: &TypeTable) -> Result<Vec<Action>, PolicyError> {
         self.0
             .iter()
             .map(|clause| match clause {

@@ -154,8 +154,8 @@ fn compiled_code_errors() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "the compiled code has 1 call sites with handlers but the prepared IR had 0: the \
-         PreparedFunction belongs to another function"
+        "the compiled code has 1 calls with handlers but the checked IR had 0: the \
+         CheckedTryCalls is another function's"
     );
 }
 

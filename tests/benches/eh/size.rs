@@ -25,9 +25,8 @@ use crate::{Mode, Row, geomean};
 use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_lsda::{
-    Action, ActionTable, CallSite, CallSiteEncoding, DecodedAction, LsdaEncoding, TypeEncoding,
-    TypeEntry, call_sites_from_compiled, decode_back, endian_of, legalize_landing_pads,
-    tables_for_compiled,
+    Action, CallSite, LsdaEncoding, TypeEncoding, TypeEntry, call_sites_from_compiled, decode_back,
+    endian_of, legalize_landing_pads, tables_for_compiled,
 };
 use eh_test_support::{compile_cxx, scratch_file};
 use object::{Object, ObjectSection};
@@ -96,31 +95,26 @@ fn sizes(shape: &Shape) -> Sizes {
     assert_eq!(lsda.len(), ours, "the object holds this one LSDA");
     let calls = call_sites_from_compiled(code.buffer.call_sites(), &policy, &prepared).unwrap();
 
-    // Our action table, rebuilt from the decoded chains in call order as
-    // the encoder builds it; checked against our own layout below.
+    // Our call-site records and action table, as the encoder laid them out;
+    // the type table's size from the decoded LSDA. Checked against our own
+    // length below.
     let decoded = decode_back(&lsda, endian_of(&**isa)).unwrap();
-    let mut actions = ActionTable::default();
-    let mut action_of_ret = Vec::new();
-    for site in &decoded.call_sites {
-        let filters: Vec<i64> = site
-            .chain
-            .iter()
-            .map(|a| match *a {
-                DecodedAction::Cleanup => 0,
-                DecodedAction::Catch(n) => i64::from(n),
-                DecodedAction::ExceptionSpec(f) => f,
-                _ => unreachable!("our encoder writes catches and cleanups only"),
-            })
-            .collect();
-        let action = actions.chain(&filters).unwrap().unwrap_or(0);
-        action_of_ret.push((site.start, site.start + site.len, action));
-    }
-    let action_len = actions.bytes().len();
+    let records = lsda.call_site_table().records();
+    let action_of_ret: Vec<(u64, u64, u32)> = records
+        .iter()
+        .map(|r| (u64::from(r.start), u64::from(r.start + r.len), r.action))
+        .collect();
+    let action_len = lsda.action_table().len();
     let type_len = decoded.type_entries.len() * 4;
-    let our_call_sites = lsda
-        .call_site_table()
-        .encoded_len(CallSiteEncoding::Uleb128)
-        .unwrap();
+    let our_call_sites: usize = records
+        .iter()
+        .map(|r| {
+            [r.start, r.len, r.landing_pad, r.action]
+                .map(|field| uleb_len(field.into()))
+                .iter()
+                .sum::<usize>()
+        })
+        .sum();
     assert_eq!(
         itanium_len(our_call_sites, action_len, type_len, true),
         ours,

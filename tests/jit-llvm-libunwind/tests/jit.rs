@@ -26,8 +26,6 @@ fn eight_threads_throw_while_modules_register_and_deregister() {
         std::time::Duration::from_secs(10),
     );
 }
-
-#[cfg(not(cranelift_lsda_upstream))]
 #[test]
 fn eight_threads_throw_while_modules_are_placed_in_arenas_and_freed() {
     eh_tests::jit::concurrent_throws_while_modules_register(

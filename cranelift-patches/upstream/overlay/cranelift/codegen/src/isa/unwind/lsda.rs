@@ -14,8 +14,9 @@
 //! LSDA and naming the personality is the unwind-info writer's part.
 //!
 //! An LSDA call site has one landing pad, so every handler of a `try_call`
-//! must go to the same block with the same arguments; with the
-//! `unwind_lsda` setting, compilation checks that ([`check_try_calls`]).
+//! must go to the same block with the same arguments. [`check_try_calls`]
+//! checks that, and [`call_sites`] takes its proof; with the `unwind_lsda`
+//! setting, compilation runs the check too.
 //!
 //! Layout (LLVM's `EHStreamer`, libstdc++'s `eh_personality.cc`):
 //!
@@ -33,13 +34,16 @@
 //! The call-site table covers the function's code up to its last call, so
 //! a throwing call without handlers is found too (personalities terminate
 //! on a PC missing from the table); adjacent records with the same landing
-//! pad and action are merged, and action chains are hash-consed.
+//! pad and action are merged, and action chains are hash-consed. Each
+//! range ends at a call's return address, so code between two calls
+//! belongs to the later one: the table describes synchronous exceptions
+//! raised by recorded calls, not faults or calls the emitter does not
+//! record as call sites.
 
-use crate::ir::{ExceptionTableItem, ExceptionTag, Function, Inst};
+use crate::ir::{BlockArg, ExceptionTableItem, ExceptionTag, Function, Inst};
 use crate::{FinalizedMachCallSite, FinalizedMachExceptionHandler};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
-use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 use gimli::constants::{self, DwEhPe};
@@ -114,26 +118,81 @@ pub struct CallSite {
 pub struct LandingPad {
     /// Offset of the pad from the function start.
     pub offset: u32,
-    /// The actions, in order; never empty. Call sites that share a chain
-    /// should share the allocation: the encoder compares pointers first.
-    pub actions: Arc<[Action]>,
+    /// The actions, in order; never empty.
+    pub actions: Vec<Action>,
 }
 
-/// The encoder's view of compiled call sites: each call's return address,
-/// and for a call with handlers, the first handler's offset as its landing
-/// pad with the actions `actions_of` gives for the handlers' tags (`None`
-/// for a default handler), in table order. Dynamic-context items are not
-/// handlers and are skipped.
+/// Proof that a function's `try_call`s can be described by an LSDA, from
+/// [`check_try_calls`]: how many of them have handlers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CheckedTryCalls {
+    with_handlers: usize,
+}
+
+/// Check that every `try_call` of `func` can be described by an LSDA call
+/// site: all its handlers go to the same block with the same arguments
+/// (values compared after resolving aliases).
+pub fn check_try_calls(func: &Function) -> Result<CheckedTryCalls, TryCallError> {
+    let dfg = &func.dfg;
+    let pool = &dfg.value_lists;
+    let resolved = |arg: BlockArg| match arg {
+        BlockArg::Value(value) => BlockArg::Value(dfg.resolve_aliases(value)),
+        other => other,
+    };
+    let mut with_handlers = 0;
+    for block in func.layout.blocks() {
+        let Some(inst) = func.layout.last_inst(block) else {
+            continue;
+        };
+        let Some(table) = dfg.insts[inst].exception_table() else {
+            continue;
+        };
+        let mut targets = dfg.exception_tables[table]
+            .items()
+            .filter_map(|item| match item {
+                ExceptionTableItem::Tag(_, target) | ExceptionTableItem::Default(target) => {
+                    Some(target)
+                }
+                ExceptionTableItem::Context(_) => None,
+            });
+        let Some(first) = targets.next() else {
+            continue;
+        };
+        with_handlers += 1;
+        let same = |target: crate::ir::BlockCall| {
+            target.block(pool) == first.block(pool)
+                && target
+                    .args(pool)
+                    .map(resolved)
+                    .eq(first.args(pool).map(resolved))
+        };
+        if !targets.all(same) {
+            return Err(TryCallError::HandlersDisagree { inst });
+        }
+    }
+    Ok(CheckedTryCalls { with_handlers })
+}
+
+/// The encoder's view of a compiled function's call sites (from
+/// `MachBufferFinalized::call_sites`), whose IR `checked` proves fit an
+/// LSDA: each call's return address, and for a call with handlers, the
+/// first handler's offset as its landing pad with the actions `actions_of`
+/// gives for the handlers' tags (`None` for a default handler), in table
+/// order. Dynamic-context items are not handlers and are skipped.
 ///
-/// The handlers of one `try_call` all go to one block (what
-/// [`check_try_calls`] checks), and Cranelift emits an equivalent edge
-/// for each, so the first one stands for all of them.
-pub fn call_sites<'a, E>(
+/// The handlers of one `try_call` all go to one block, and Cranelift
+/// emits an equivalent edge for each, so the first one stands for all of
+/// them. Compilation may remove `try_call`s, never add them: more calls
+/// with handlers than `checked` counted means the proof is another
+/// function's ([`EncodeError::UncheckedHandlers`]).
+pub fn call_sites<'a, E: From<EncodeError>>(
+    checked: CheckedTryCalls,
     sites: impl IntoIterator<Item = FinalizedMachCallSite<'a>>,
-    mut actions_of: impl FnMut(&[Option<ExceptionTag>]) -> Result<Arc<[Action]>, E>,
+    mut actions_of: impl FnMut(&[Option<ExceptionTag>]) -> Result<Vec<Action>, E>,
 ) -> Result<Vec<CallSite>, E> {
     let mut out = Vec::new();
     let mut tags = Vec::new();
+    let mut with_handlers = 0;
     for site in sites {
         let mut pad = None;
         tags.clear();
@@ -148,48 +207,27 @@ pub fn call_sites<'a, E>(
         }
         let landing_pad = match pad {
             None => None,
-            Some(offset) => Some(LandingPad {
-                offset,
-                actions: actions_of(&tags)?,
-            }),
+            Some(offset) => {
+                with_handlers += 1;
+                Some(LandingPad {
+                    offset,
+                    actions: actions_of(&tags)?,
+                })
+            }
         };
         out.push(CallSite {
             ret_addr: site.ret_addr,
             landing_pad,
         });
     }
-    Ok(out)
-}
-
-/// Check that every `try_call` of `func` can be described by an LSDA call
-/// site: all its handlers go to the same block with the same arguments.
-pub fn check_try_calls(func: &Function) -> Result<(), EncodeError> {
-    let pool = &func.dfg.value_lists;
-    for block in func.layout.blocks() {
-        let Some(inst) = func.layout.last_inst(block) else {
-            continue;
-        };
-        let Some(table) = func.dfg.insts[inst].exception_table() else {
-            continue;
-        };
-        let mut targets = func.dfg.exception_tables[table]
-            .items()
-            .filter_map(|item| match item {
-                ExceptionTableItem::Tag(_, target) | ExceptionTableItem::Default(target) => {
-                    Some(target)
-                }
-                ExceptionTableItem::Context(_) => None,
-            });
-        if let Some(first) = targets.next() {
-            let same = |target: crate::ir::BlockCall| {
-                target.block(pool) == first.block(pool) && target.args(pool).eq(first.args(pool))
-            };
-            if !targets.all(same) {
-                return Err(EncodeError::HandlersDisagree { inst });
-            }
+    if with_handlers > checked.with_handlers {
+        return Err(EncodeError::UncheckedHandlers {
+            compiled: with_handlers,
+            checked: checked.with_handlers,
         }
+        .into());
     }
-    Ok(())
+    Ok(out)
 }
 
 /// How call-site records encode their offsets.
@@ -228,7 +266,7 @@ pub enum TypeEncoding {
 
 impl TypeEncoding {
     /// The `DW_EH_PE_*` value of this encoding.
-    pub fn dw_eh_pe(self) -> DwEhPe {
+    pub(crate) fn dw_eh_pe(self) -> DwEhPe {
         let pcrel_sdata4 = constants::DW_EH_PE_pcrel.0 | constants::DW_EH_PE_sdata4.0;
         match self {
             Self::Absptr => constants::DW_EH_PE_absptr,
@@ -330,7 +368,7 @@ impl CallSiteTable {
 
     /// The size in bytes of the records in `encoding` (without the table's
     /// length field).
-    pub fn encoded_len(&self, encoding: CallSiteEncoding) -> Result<usize, EncodeError> {
+    fn encoded_len(&self, encoding: CallSiteEncoding) -> Result<usize, EncodeError> {
         let mut w = LengthWriter::default();
         self.write(&mut w, encoding)?;
         Ok(w.len)
@@ -340,7 +378,7 @@ impl CallSiteTable {
 /// The action table: hash-consed action records, so that identical chains
 /// and shared chain suffixes are stored once.
 #[derive(Clone, Debug, Default)]
-pub struct ActionTable {
+struct ActionTable {
     bytes: Vec<u8>,
     /// (type filter, offset of the next record) -> offset of the record.
     records: BTreeMap<(i64, Option<u32>), u32>,
@@ -350,7 +388,7 @@ impl ActionTable {
     /// The action value (1 + offset of the first record) of the chain of
     /// type `filters`, adding the records it needs. `None` for an empty
     /// chain.
-    pub fn chain(&mut self, filters: &[i64]) -> Result<Option<u32>, EncodeError> {
+    fn chain(&mut self, filters: &[i64]) -> Result<Option<u32>, EncodeError> {
         let mut next: Option<u32> = None;
         for &filter in filters.iter().rev() {
             next = Some(self.record(filter, next)?);
@@ -377,7 +415,7 @@ impl ActionTable {
     }
 
     /// The encoded records.
-    pub fn bytes(&self) -> &[u8] {
+    fn bytes(&self) -> &[u8] {
         &self.bytes
     }
 }
@@ -451,13 +489,15 @@ impl Lsda {
         encoding: LsdaEncoding,
         address_size: u8,
     ) -> Result<Option<Self>, EncodeError> {
+        if address_size != 4 && address_size != 8 {
+            return Err(EncodeError::UnsupportedAddressSize(address_size));
+        }
         if call_sites.iter().all(|c| c.landing_pad.is_none()) {
             return Ok(None);
         }
         let mut actions = ActionTable::default();
-        // Action values already computed, by chain. Call sites with the same
-        // handlers usually share one chain, so the pointer test answers first.
-        let mut known: Vec<(&Arc<[Action]>, u32)> = Vec::new();
+        // Action values already computed, by chain.
+        let mut known: BTreeMap<&[Action], u32> = BTreeMap::new();
         let mut types_used = 0;
         let mut table = CallSiteTable::default();
         let mut prev_end = 0u32;
@@ -477,22 +517,16 @@ impl Lsda {
                 None => (0, 0),
                 Some(pad) => {
                     let offset = check_pad(pad.offset, code_len)?;
-                    let chain = &pad.actions;
-                    let found = known
-                        .iter()
-                        .find(|(known, _)| Arc::ptr_eq(known, chain))
-                        .or_else(|| known.iter().find(|(known, _)| *known == chain));
-                    let action = match found {
-                        Some(&(_, action)) => action,
+                    let action = match known.get(&*pad.actions) {
+                        Some(&action) => action,
                         None => {
-                            let (action, used) = action_of(&mut actions, chain, types.len())?;
+                            let (action, used) =
+                                action_of(&mut actions, &pad.actions, types.len())?;
                             types_used = types_used.max(used);
+                            known.insert(&pad.actions, action);
                             action
                         }
                     };
-                    if found.is_none_or(|(known, _)| !Arc::ptr_eq(known, chain)) {
-                        known.push((chain, action));
-                    }
                     (offset, action)
                 }
             };
@@ -547,9 +581,14 @@ impl Lsda {
         &self.type_entries
     }
 
-    /// The size of an `absptr` type entry.
+    /// The size of an `absptr` type entry: 4 or 8.
     pub fn address_size(&self) -> u8 {
         self.address_size
+    }
+
+    /// The action table's bytes.
+    pub fn action_table(&self) -> &[u8] {
+        self.actions.bytes()
     }
 
     fn types_len(&self) -> usize {
@@ -610,6 +649,13 @@ impl Lsda {
     /// assumes. Symbol type entries are written as `symbol_address(name)`
     /// plus their addend through `Writer::write_eh_pointer`, so a relocating
     /// writer records their relocations. Returns the LSDA's offset in `w`.
+    ///
+    /// What `symbol_address` returns is read as `write_eh_pointer` reads
+    /// it: under the pc-relative encodings an `Address::Constant` is an
+    /// offset in `w`'s section and an `Address::Symbol` needs a writer that
+    /// relocates (gimli's default refuses it); under
+    /// [`TypeEncoding::IndirectPcRelSdata4`] it is the address of the slot
+    /// holding the type's address (e.g. `DW.ref.<sym>`), not the type's.
     pub fn write<W: Writer>(
         &self,
         w: &mut W,
@@ -656,13 +702,19 @@ impl Lsda {
             TypeEntry::CatchAll => return Ok(w.write_udata(0, size)?),
             TypeEntry::Address(addr) => Address::Constant(*addr),
             TypeEntry::Symbol { name, addend } => {
+                let overflow = || EncodeError::DoesNotFit {
+                    what: "type entry address plus addend",
+                    value: *addend as u64,
+                };
                 match symbol_address(name)
                     .ok_or_else(|| EncodeError::UnresolvedSymbol(name.clone()))?
                 {
-                    Address::Constant(base) => Address::Constant(base.wrapping_add_signed(*addend)),
+                    Address::Constant(base) => {
+                        Address::Constant(base.checked_add_signed(*addend).ok_or_else(overflow)?)
+                    }
                     Address::Symbol { symbol, addend: a } => Address::Symbol {
                         symbol,
-                        addend: a + addend,
+                        addend: a.checked_add(*addend).ok_or_else(overflow)?,
                     },
                 }
             }
@@ -737,12 +789,16 @@ fn write_padded_uleb128<W: Writer>(w: &mut W, value: u64, width: usize) -> Resul
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// The handlers of a `try_call` go to different blocks, or pass
-    /// different arguments: an LSDA call site has one landing pad.
-    HandlersDisagree {
-        /// The `try_call`.
-        inst: Inst,
+    /// More calls with handlers were compiled than the function's
+    /// [`CheckedTryCalls`] counted: the proof is another function's.
+    UncheckedHandlers {
+        /// Calls with handlers in the compiled code.
+        compiled: usize,
+        /// `try_call`s with handlers the check saw.
+        checked: usize,
     },
+    /// Only 4- and 8-byte pointers are supported.
+    UnsupportedAddressSize(u8),
     /// Call-site return addresses are not strictly increasing, or lie
     /// outside the function.
     CallSiteOutOfOrder {
@@ -804,11 +860,14 @@ impl core::error::Error for EncodeError {}
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::HandlersDisagree { inst } => write!(
+            Self::UncheckedHandlers { compiled, checked } => write!(
                 f,
-                "the handlers of try_call {inst} go to different blocks or pass different \
-                 arguments, but an LSDA call site has one landing pad"
+                "the compiled code has {compiled} calls with handlers but the checked IR had \
+                 {checked}: the CheckedTryCalls is another function's"
             ),
+            Self::UnsupportedAddressSize(size) => {
+                write!(f, "unsupported address size {size} (4 or 8)")
+            }
             Self::CallSiteOutOfOrder { ret_addr, bound } => write!(
                 f,
                 "call site returning to {ret_addr:#x} is out of order or out of range \
@@ -842,6 +901,34 @@ impl fmt::Display for EncodeError {
                 write!(f, "type entry symbol `{name}` cannot be resolved")
             }
             Self::Write(err) => write!(f, "DWARF writer: {err}"),
+        }
+    }
+}
+
+/// A `try_call` an LSDA cannot describe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryCallError {
+    /// Its handlers go to different blocks, or pass different arguments:
+    /// an LSDA call site has one landing pad.
+    HandlersDisagree {
+        /// The `try_call`.
+        inst: Inst,
+    },
+}
+
+// This is manually implementing Error and Display instead of using thiserror to reduce the amount
+// of dependencies used by Cranelift.
+impl core::error::Error for TryCallError {}
+
+impl fmt::Display for TryCallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::HandlersDisagree { inst } => write!(
+                f,
+                "the handlers of try_call {inst} go to different blocks or pass different \
+                 arguments, but an LSDA call site has one landing pad"
+            ),
         }
     }
 }
@@ -901,11 +988,7 @@ mod tests {
     #[test]
     fn adjacent_equal_records_merge_and_plain_calls_are_covered() {
         let types = [TypeEntry::symbol("_ZTIi")];
-        let catch: Arc<[Action]> = Arc::from([Action::Catch(1)]);
-        let shared = Some(LandingPad {
-            offset: 40,
-            actions: catch.clone(),
-        });
+        let shared = pad(40, &[Action::Catch(1)]);
         let sites = [
             site(4, None),
             site(8, None),
@@ -1007,6 +1090,29 @@ mod tests {
             err(&[site(8, pad(10, &catch))], &types, indirect),
             EncodeError::IndirectAddend { addend: 4, .. }
         ));
+        assert_eq!(
+            Lsda::new(&[site(8, pad(10, &cleanup))], 16, &[], enc, 3).unwrap_err(),
+            EncodeError::UnsupportedAddressSize(3)
+        );
+        // An addend that overflows the address is an error, not a wrap.
+        let types = [TypeEntry::Symbol {
+            name: "t".into(),
+            addend: 16,
+        }];
+        let lsda = Lsda::new(
+            &[site(8, pad(10, &catch))],
+            16,
+            &types,
+            LsdaEncoding::jit(),
+            8,
+        )
+        .unwrap()
+        .unwrap();
+        let mut w = EndianVec::new(RunTimeEndian::Little);
+        assert!(matches!(
+            lsda.write(&mut w, |_| Some(Address::Constant(u64::MAX))),
+            Err(EncodeError::DoesNotFit { .. })
+        ));
         // A symbol the writer cannot resolve is an error, not a zero entry.
         let types = [TypeEntry::symbol("t")];
         let lsda = Lsda::new(
@@ -1038,8 +1144,12 @@ mod tests {
             let Some(lsda) = encode(&sites, n * 8 + 8, &types) else {
                 continue;
             };
-            // The one entry is the table's last 4 bytes, ending at its base.
+            // The TType base (after its own field) is the end of the LSDA,
+            // and the one entry, the table's last 4 bytes, is 4-aligned.
             let bytes = bytes(&lsda);
+            let mut field = gimli::EndianSlice::new(&bytes[2..], RunTimeEndian::Little);
+            let base = gimli::Reader::read_uleb128(&mut field).unwrap();
+            assert_eq!(base, gimli::Reader::len(&field) as u64, "n = {n}");
             assert_eq!((bytes.len() - 4) % 4, 0, "n = {n}");
         }
     }
@@ -1065,10 +1175,12 @@ mod tests {
         }
     }
 
-    /// `try_call fn0(), sig0, block1, [ tag1: first, tag2: second ]`.
+    /// `try_call fn0(), sig0, block1, [ tag1: blockN(args), tag2: blockM(args) ]`
+    /// for the blocks `targets`, with arguments made by `args` in the entry
+    /// block before the call.
     fn try_call_to(
-        first: (u32, &[crate::ir::BlockArg]),
-        second: (u32, &[crate::ir::BlockArg]),
+        targets: [usize; 2],
+        args: impl FnOnce(&mut crate::cursor::FuncCursor) -> [Vec<BlockArg>; 2],
     ) -> Function {
         use crate::cursor::{Cursor, FuncCursor};
         use crate::ir::{
@@ -1089,36 +1201,96 @@ mod tests {
         for &block in &blocks {
             cur.insert_block(block);
         }
+        cur.goto_bottom(blocks[0]);
+        let args = args(&mut cur);
         let dfg = &mut cur.func.dfg;
         let normal = dfg.block_call(blocks[1], &[]);
-        let catches = [(1, first), (2, second)].map(|(tag, (block, args))| {
-            let target = dfg.block_call(blocks[block as usize], args);
+        let mut tag = 0;
+        let catches = targets.map(|block| {
+            tag += 1;
+            let target = dfg.block_call(blocks[block], &args[tag as usize - 1]);
             ExceptionTableItem::Tag(ExceptionTag::from_u32(tag), target)
         });
         let table = dfg
             .exception_tables
             .push(ExceptionTableData::new(sig, normal, catches));
-        cur.goto_bottom(blocks[0]);
         cur.ins().try_call(callee, &[], table);
         func
     }
 
     #[test]
     fn try_calls_whose_handlers_agree_can_have_an_lsda() {
-        use crate::ir::BlockArg;
-        let exn = [BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
-        check_try_calls(&try_call_to((2, &exn), (2, &exn))).unwrap();
+        use crate::ir::{InstBuilder, types};
+        let exn = vec![BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
+        let same = try_call_to([2, 2], |_| [exn.clone(), exn.clone()]);
+        assert_eq!(check_try_calls(&same).unwrap().with_handlers, 1);
         // Dispatching in the IR needs an LSDA per target: refused.
-        let two_blocks = try_call_to((2, &exn), (3, &exn));
+        let two_blocks = try_call_to([2, 3], |_| [exn.clone(), exn.clone()]);
         assert!(matches!(
             check_try_calls(&two_blocks),
-            Err(EncodeError::HandlersDisagree { .. })
+            Err(TryCallError::HandlersDisagree { .. })
         ));
-        let two_args = try_call_to((2, &exn), (2, &exn[..1]));
+        let two_args = try_call_to([2, 2], |_| [exn.clone(), exn[..1].to_vec()]);
         assert!(matches!(
             check_try_calls(&two_args),
-            Err(EncodeError::HandlersDisagree { .. })
+            Err(TryCallError::HandlersDisagree { .. })
         ));
+        // A value and an alias of it are the same argument.
+        let aliased = try_call_to([2, 2], |cur| {
+            let value = cur.ins().iconst(types::I64, 7);
+            // As the parser makes `v1 -> v0`.
+            cur.func.dfg.make_invalid_value_for_parser();
+            let alias = crate::ir::Value::from_u32(cur.func.dfg.num_values() as u32 - 1);
+            cur.func
+                .dfg
+                .make_value_alias_for_serialization(value, alias);
+            [vec![BlockArg::Value(value)], vec![BlockArg::Value(alias)]]
+        });
+        check_try_calls(&aliased).unwrap();
+    }
+
+    /// Bytes `eu-readelf --debug-dump=exception` decodes as the comments
+    /// say: chains `[A, B, all]`, `[0x1122.., B, all]` and `[A, cleanup]`
+    /// share the suffix `[B, all]`; JIT encoding, `A` and `B` at address 0.
+    #[test]
+    fn golden_shared_suffix_absptr() {
+        let types = [
+            TypeEntry::symbol("A"),
+            TypeEntry::symbol("B"),
+            TypeEntry::CatchAll,
+            TypeEntry::Address(0x1122_3344_5566_7788),
+        ];
+        use Action::{Catch, Cleanup};
+        let sites = [
+            site(0x10, pad(0x50, &[Catch(1), Catch(2), Catch(3)])),
+            site(0x20, pad(0x60, &[Catch(4), Catch(2), Catch(3)])),
+            site(0x30, pad(0x70, &[Catch(1), Cleanup])),
+        ];
+        let lsda = Lsda::new(&sites, 0x80, &types, LsdaEncoding::jit(), 8)
+            .unwrap()
+            .unwrap();
+        let mut w = EndianVec::new(RunTimeEndian::Little);
+        lsda.write(&mut w, |_| Some(Address::Constant(0))).unwrap();
+        #[rustfmt::skip]
+        let expected = [
+            0xff, 0x00, 0x3d, 0x01, 0x0c,       // omit, absptr, TTBase +61, uleb128, 12 bytes
+            0x00, 0x10, 0x50, 0x05,             // [0x00, 0x10) pad 0x50, action 5
+            0x10, 0x10, 0x60, 0x07,             // [0x10, 0x20) pad 0x60, action 7
+            0x20, 0x10, 0x70, 0x0b,             // [0x20, 0x30) pad 0x70, action 11
+            0x03, 0x00,                         // @0: catch #3 (null), end
+            0x02, 0x7d,                         // @2: catch #2 (B), next @0
+            0x01, 0x7d,                         // @4: catch #1 (A), next @2
+            0x04, 0x7b,                         // @6: catch #4 (0x1122..), next @2
+            0x00, 0x00,                         // @8: cleanup, end
+            0x01, 0x7d,                         // @10: catch #1 (A), next @8
+            0x00, 0x00, 0x00,                   // align the type table
+            0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, // #4: 0x1122334455667788
+            0, 0, 0, 0, 0, 0, 0, 0,             // #3: null
+            0, 0, 0, 0, 0, 0, 0, 0,             // #2: B
+            0, 0, 0, 0, 0, 0, 0, 0,             // #1: A
+        ];
+        assert_eq!(w.slice(), expected);
+        assert_eq!(lsda.action_table(), &expected[17..29]);
     }
 
     #[test]
@@ -1142,13 +1314,27 @@ mod tests {
             },
         ];
         let mut seen = vec![];
-        let out = call_sites(sites, |tags| {
+        let checked = CheckedTryCalls { with_handlers: 1 };
+        let out = call_sites(checked, sites.clone(), |tags| {
             seen.push(tags.to_vec());
-            Ok::<_, ()>(Arc::from([Action::Cleanup]))
+            Ok::<_, EncodeError>(vec![Action::Cleanup])
         })
         .unwrap();
         assert_eq!(seen, [vec![Some(tag), None]]);
         assert_eq!(out[0], site(4, None));
         assert_eq!(out[1], site(9, pad(20, &[Action::Cleanup])));
+        // A proof that saw no handlers is another function's.
+        let stale = CheckedTryCalls { with_handlers: 0 };
+        let err = call_sites(stale, sites, |_| {
+            Ok::<_, EncodeError>(vec![Action::Cleanup])
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            EncodeError::UncheckedHandlers {
+                compiled: 1,
+                checked: 0
+            }
+        );
     }
 }
