@@ -108,6 +108,8 @@ fn goldens() -> Vec<Golden> {
         Golden {
             // Chains [A, B, all], [C, B, all] and [A, cleanup]: the suffix
             // [B, all] is written once. JIT encoding with an absolute entry.
+            // The in-tree encoder's unit test `golden_shared_suffix_absptr`
+            // holds these bytes too; this test is where eu-readelf reads them.
             name: "shared_suffix_absptr",
             sites: vec![
                 site(0x10, Some((0x50, &[catch("A"), catch("B"), all.clone()]))),

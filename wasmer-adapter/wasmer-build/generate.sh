@@ -21,14 +21,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${1:-$here}
-crate=wasmer-compiler-cranelift-7.5.0
 
-(cd "$here/stock" && cargo fetch --quiet)
-src=
-for candidate in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"; do
-    [ -d "$candidate" ] && src=$candidate && break
-done
-[ -n "$src" ] || { echo "generate.sh: $crate is not in cargo's registry" >&2; exit 1; }
+src=$("$here/registry-crate.sh")
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

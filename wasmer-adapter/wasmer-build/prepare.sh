@@ -17,14 +17,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -d "$dest/$crate" ]; 
     exit 0
 fi
 
-# The stock workspace depends on the released crate: fetching it puts the
-# crate in cargo's registry.
-(cd "$here/stock" && cargo fetch --quiet)
-src=
-for candidate in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate"; do
-    [ -d "$candidate" ] && src=$candidate && break
-done
-[ -n "$src" ] || { echo "prepare.sh: $crate is not in cargo's registry" >&2; exit 1; }
+src=$("$here/registry-crate.sh")
 
 rm -rf "${dest:?}/$crate" "$dest/pristine"
 mkdir -p "$dest/pristine"

@@ -285,7 +285,16 @@ pub fn check_landing_pad_form(
     isa: &dyn TargetIsa,
     policy: &ClausePolicy,
 ) -> LsdaResult<PreparedFunction> {
-    let mut reports = analyze_landing_pads(func, isa)?;
+    prepare_from_reports(func, policy, analyze_landing_pads(func, isa)?)
+}
+
+/// [`check_landing_pad_form`] of a function whose `try_call`s were just
+/// analyzed into `reports`.
+pub(crate) fn prepare_from_reports(
+    func: &Function,
+    policy: &ClausePolicy,
+    mut reports: Vec<TryCallReport>,
+) -> LsdaResult<PreparedFunction> {
     // Each distinct tag list's clauses, read once; the type table in layout
     // order, as `type_table_of` builds it.
     let mut types = TypeTable::new();

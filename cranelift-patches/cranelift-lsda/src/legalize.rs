@@ -16,6 +16,7 @@
 //! The pass uses only the public API of the LSDA module (its result is
 //! proven by [`check_landing_pad_form`]), so it can live in another crate.
 
+use crate::landing_pad::prepare_from_reports;
 use crate::{
     Clause, ClausePolicy, FormError, LANDING_PAD_ARGS, LsdaResult, PreparedFunction, TryCallForm,
     TryCallReport, TypeTable, analyze_landing_pads, catch_items, check_landing_pad_form,
@@ -62,7 +63,7 @@ pub fn legalize_landing_pads(
     }
     let reports = analyze_landing_pads(func, isa)?;
     if !needs_rewrite(func, &reports) {
-        return check_landing_pad_form(func, isa, policy);
+        return prepare_from_reports(func, policy, reports);
     }
     // The type table is fixed before any pad is built, so each pad's
     // selectors are final.
