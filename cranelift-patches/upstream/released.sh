@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The series on the released 0.136.0 crates: apply it to cranelift-codegen
-# and -codegen-meta as cargo downloaded them, build a copy of this
+# The series on the released 0.136.0 crates: apply it to cranelift-codegen,
+# -codegen-meta and -jit as cargo downloaded them, build a copy of this
 # workspace against them (`[patch.crates-io]`, cranelift-lsda with
 # `--cfg cranelift_lsda_upstream`, so the in-tree API comes from the
-# patched cranelift-codegen), and run the end-to-end suite: libstdc++ catches, Rust panics through cleanups, the
+# patched crates), and run the end-to-end suite: libstdc++ catches, Rust panics through cleanups, the
 # three unwinders, linked objects and external decoders, the filetests.
 #
 #   usage: released.sh [cargo test arguments...]
@@ -33,7 +33,8 @@ registry=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/cranelift-codegen-
 registry=$(dirname "$registry")
 rm -rf "$out/crates"
 mkdir -p "$out/crates"
-for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelift/codegen/meta; do
+for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelift/codegen/meta \
+    cranelift-jit:cranelift/jit; do
     name=${crate%%:*}
     path=${crate#*:}
     cp -r "$registry/$name-0.136.0" "$out/crates/$name"
@@ -44,7 +45,7 @@ for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelif
     (cd "$out/crates/$name" && GIT_CEILING_DIRECTORIES=$out/crates git apply -p1 "$work/$name.diff")
     grep -q . "$work/$name.diff" || echo "released: no change to $name" >&2
 done
-echo "released: $patches patches applied to cranelift-codegen and -codegen-meta 0.136.0 ($((SECONDS - t0)) s)"
+echo "released: $patches patches applied to cranelift-codegen, -codegen-meta and -jit 0.136.0 ($((SECONDS - t0)) s)"
 
 # A copy of the workspace, its crates built against the patched ones with
 # `[patch.crates-io]` given on the command line; the Wasmer adapter, which
@@ -56,18 +57,20 @@ cp "$root/Cargo.toml" "$root/Cargo.lock" "$ws/"
 cp -r "$root/cranelift-patches/cranelift-lsda" "$root/cranelift-patches/clif-eh" "$root/cranelift-patches/jit-arenas" "$ws/cranelift-patches/"
 cp -r "$root/tests" "$root/filetests" "$root/wasmer-adapter" "$ws/"
 cp -r "$root/docs/examples" "$ws/docs/"
+mkdir -p "$ws/cranelift-patches/upstream"
+cp "$root/cranelift-patches/upstream/apply-steps.sh" "$ws/cranelift-patches/upstream/"
 # The docs' checks (transcripts, commands, paths) are about this
 # repository's files, which the copy leaves out; ./test.sh runs them.
 rm "$ws/cranelift-patches/clif-eh/tests/docs.rs"
 patched=()
-for name in cranelift-codegen cranelift-codegen-meta; do
+for name in cranelift-codegen cranelift-codegen-meta cranelift-jit; do
     patched+=(--config "patch.crates-io.$name.path=\"$out/crates/$name\"")
 done
 
 start=$SECONDS
 log=$work/test.log
 status=0
-# cranelift-lsda takes the in-tree API from the patched cranelift-codegen.
+# cranelift-lsda takes the in-tree API from the patched crates.
 (cd "$ws" && CARGO_TARGET_DIR=$out/target RUSTFLAGS="--cfg cranelift_lsda_upstream" RUSTDOCFLAGS="--cfg cranelift_lsda_upstream" cargo test "${patched[@]}" --workspace --exclude wasmer-eh-adapter --no-fail-fast --ignore-rust-version "$@") \
     >"$log" 2>&1 || status=$?
 grep -E "^test .*FAILED|panicked|^error" "$log" | head -20 >&2 || true

@@ -95,17 +95,17 @@ fn one_step(scratch: &Scratch) {
 fn a_step_places_its_files_applies_its_hooks_and_commits() {
     let scratch = Scratch::new("ok");
     one_step(&scratch);
-    scratch.write("steps/0002-only-a-message.msg", "Nothing but a message\n");
+    // A step may add files and no hooks.
+    scratch.write("overlay/src/c.rs", "pub fn c() {}\n");
+    scratch.write("steps/0002-add-c.files", "src/c.rs\n");
+    scratch.write("steps/0002-add-c.msg", "Add c\n");
     let out = scratch.apply();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "2\n");
     assert_eq!(scratch.tree_file("src/lib.rs"), "mod a;\nmod b;\n");
     assert_eq!(scratch.tree_file("src/b.rs"), "pub fn b() {}\n");
     let log = scratch.git(&["log", "--format=%s", "--name-only", "HEAD~2..HEAD"]);
-    assert_eq!(
-        log,
-        "Nothing but a message\n\nAdd b\n\nsrc/b.rs\nsrc/lib.rs\n"
-    );
+    assert_eq!(log, "Add c\n\nsrc/c.rs\nAdd b\n\nsrc/b.rs\nsrc/lib.rs\n");
 }
 
 #[test]

@@ -2,7 +2,8 @@
 //! with the system unwinder, honouring each unwinder's contract:
 //!
 //! * libgcc: `__register_frame` takes a whole zero-terminated section;
-//! * LLVM libunwind: `__register_frame` takes one FDE per call;
+//! * LLVM libunwind: `__register_frame` takes one FDE per call (both by the
+//!   in-tree `EhFrameRegistration` of the series' cranelift-jit patch);
 //! * nongnu libunwind: no `__register_frame`; `_U_dyn_register` takes a
 //!   search table like `.eh_frame_hdr`'s (`UNW_INFO_FORMAT_IP_OFFSET`).
 //!
@@ -95,10 +96,10 @@ pub trait FrameRegistrar: Send {
 /// Shorthand for results of JIT registration.
 pub type RegistrationResult<T> = Result<T, RegistrationError>;
 
-unsafe extern "C" {
-    fn __register_frame(begin: *const u8);
-    fn __deregister_frame(begin: *const u8);
-}
+#[cfg(not(cranelift_lsda_upstream))]
+use crate::jit_unwind::EhFrameRegistration;
+#[cfg(cranelift_lsda_upstream)]
+use cranelift_jit::EhFrameRegistration;
 
 /// The unwinder the process uses, as far as registration is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +138,18 @@ struct PendingFunction {
     code_len: u32,
     unwind: UnwindInfo,
     lsda: Option<Lsda>,
+}
+
+/// Make `builder`'s module leave the registration of unwind information to
+/// [`JitTables`]: the series' cranelift-jit registers plain FDEs for every
+/// finalized function unless told not to, and two FDEs for one function
+/// would let the unwinder miss its LSDA. Released cranelift-jit registers
+/// nothing; there this does nothing.
+pub fn leave_unwind_registration_to_tables(builder: &mut cranelift_jit::JITBuilder) {
+    #[cfg(cranelift_lsda_upstream)]
+    builder.register_unwind_info(false);
+    #[cfg(not(cranelift_lsda_upstream))]
+    let _ = builder;
 }
 
 /// Resolves type-entry symbols of JIT LSDAs to addresses.
@@ -331,8 +344,9 @@ type DynFn = unsafe extern "C" fn(*mut UnwDynInfo);
 enum Registered {
     /// What a [`FrameRegistrar`] returned; it deregisters on drop.
     External { _registration: Box<dyn Send> },
-    /// Pointers passed to `__register_frame`.
-    Frames(Vec<*const u8>),
+    /// A section registered with libgcc or LLVM libunwind, by the in-tree
+    /// registration (cranelift-jit's); it deregisters on drop.
+    Frames(#[allow(dead_code, reason = "deregisters on drop")] EhFrameRegistration),
     /// A table passed to `_U_dyn_register`.
     Dynamic {
         info: Box<UnwDynInfo>,
@@ -361,26 +375,16 @@ impl Registration {
         ranges: &[(u64, u64)],
     ) -> RegistrationResult<Self> {
         let mut registered = match unwinder {
-            Unwinder::Libgcc => Registered::Frames(vec![eh_frame.address(0)]),
-            Unwinder::LlvmLibunwind => Registered::Frames(
-                fde_offsets(&eh_frame, endian)?
-                    .into_iter()
-                    .map(|o| eh_frame.address(o))
-                    .collect(),
-            ),
+            // SAFETY: `eh_frame` is a terminated `.eh_frame` with one CIE
+            // first; its code is the module's and its LSDAs are `lsdas`,
+            // which this registration owns and drops after this field.
+            Unwinder::Libgcc | Unwinder::LlvmLibunwind => {
+                Registered::Frames(unsafe { EhFrameRegistration::register(eh_frame.bytes()) })
+            }
             Unwinder::NongnuLibunwind => dynamic_table(&eh_frame, endian, ranges)?,
         };
         match &mut registered {
-            Registered::Frames(frames) => {
-                for &entry in frames.iter() {
-                    // SAFETY: `entry` points into `eh_frame`, a well-formed
-                    // `.eh_frame` (terminated for libgcc, an FDE for LLVM
-                    // libunwind) whose code and LSDAs stay alive and unmoved
-                    // until deregistration.
-                    unsafe { __register_frame(entry) };
-                }
-            }
-            Registered::External { .. } => {}
+            Registered::Frames(_) | Registered::External { .. } => {}
             Registered::Dynamic { info, register, .. } => {
                 // SAFETY: `info`, its table and the `.eh_frame` it points to
                 // stay alive and unmoved until `_U_dyn_cancel` in drop.
@@ -495,14 +499,8 @@ unsafe impl Send for Registration {}
 impl Drop for Registration {
     fn drop(&mut self) {
         match &mut self.registered {
-            Registered::Frames(frames) => {
-                for &entry in frames.iter().rev() {
-                    // SAFETY: `entry` was registered in `new` and not since.
-                    unsafe { __deregister_frame(entry) };
-                }
-            }
-            // Deregistered by its own drop.
-            Registered::External { .. } => {}
+            // Deregistered by their own drop.
+            Registered::Frames(_) | Registered::External { .. } => {}
             Registered::Dynamic { info, cancel, .. } => {
                 // SAFETY: `info` was registered in `new` and not since.
                 unsafe { cancel(&mut **info) };

@@ -98,6 +98,15 @@ mod jit;
 mod jit_arenas;
 #[cfg(all(feature = "jit", target_os = "linux"))]
 mod jit_tables;
+// The in-tree registration of JIT unwind information (cranelift-jit's
+// `unwind.rs` in the series), compiled from the overlay tree against the
+// released crates; `JitTables` registers through its
+// `EhFrameRegistration`. Its `UnwindRegistry` is cranelift-jit's own hook,
+// unused here, and it returns `ModuleResult` as cranelift-jit does.
+#[cfg(all(feature = "jit", target_os = "linux", not(cranelift_lsda_upstream)))]
+#[path = "../../upstream/overlay/cranelift/jit/src/unwind.rs"]
+#[allow(dead_code, unreachable_pub, clippy::result_large_err)]
+mod jit_unwind;
 #[cfg(feature = "legalize")]
 mod legalize;
 mod module;
@@ -117,7 +126,7 @@ pub use jit_arenas::jit_tables_in_arenas;
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit_tables::{
     FrameRegistrar, JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver,
-    Unwinder, detect_unwinder,
+    Unwinder, detect_unwinder, leave_unwind_registration_to_tables,
 };
 #[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;
