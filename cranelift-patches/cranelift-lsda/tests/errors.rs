@@ -154,7 +154,7 @@ fn compiled_code_errors() {
         .unwrap();
     assert_eq!(
         err.to_string(),
-        "the compiled code has 1 calls with handlers but the checked IR had 0: the \
+        "the compiled code has more calls with handlers than the 0 the checked IR had: the \
          CheckedTryCalls is another function's"
     );
 }

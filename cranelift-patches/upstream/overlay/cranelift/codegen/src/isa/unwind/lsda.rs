@@ -208,7 +208,13 @@ pub fn call_sites<'a, E: From<EncodeError>>(
         let landing_pad = match pad {
             None => None,
             Some(offset) => {
+                // Before the embedder is asked about tags of a function it
+                // did not prepare.
                 with_handlers += 1;
+                if with_handlers > checked.with_handlers {
+                    let checked = checked.with_handlers;
+                    return Err(EncodeError::UncheckedHandlers { checked }.into());
+                }
                 Some(LandingPad {
                     offset,
                     actions: actions_of(&tags)?,
@@ -219,13 +225,6 @@ pub fn call_sites<'a, E: From<EncodeError>>(
             ret_addr: site.ret_addr,
             landing_pad,
         });
-    }
-    if with_handlers > checked.with_handlers {
-        return Err(EncodeError::UncheckedHandlers {
-            compiled: with_handlers,
-            checked: checked.with_handlers,
-        }
-        .into());
     }
     Ok(out)
 }
@@ -792,8 +791,6 @@ pub enum EncodeError {
     /// More calls with handlers were compiled than the function's
     /// [`CheckedTryCalls`] counted: the proof is another function's.
     UncheckedHandlers {
-        /// Calls with handlers in the compiled code.
-        compiled: usize,
         /// `try_call`s with handlers the check saw.
         checked: usize,
     },
@@ -860,10 +857,10 @@ impl core::error::Error for EncodeError {}
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UncheckedHandlers { compiled, checked } => write!(
+            Self::UncheckedHandlers { checked } => write!(
                 f,
-                "the compiled code has {compiled} calls with handlers but the checked IR had \
-                 {checked}: the CheckedTryCalls is another function's"
+                "the compiled code has more calls with handlers than the {checked} the checked \
+                 IR had: the CheckedTryCalls is another function's"
             ),
             Self::UnsupportedAddressSize(size) => {
                 write!(f, "unsupported address size {size} (4 or 8)")
@@ -1329,12 +1326,6 @@ mod tests {
             Ok::<_, EncodeError>(vec![Action::Cleanup])
         })
         .unwrap_err();
-        assert_eq!(
-            err,
-            EncodeError::UncheckedHandlers {
-                compiled: 1,
-                checked: 0
-            }
-        );
+        assert_eq!(err, EncodeError::UncheckedHandlers { checked: 0 });
     }
 }
