@@ -40,8 +40,6 @@ impl LsdaJitModule {
         landing_pads: LandingPads,
         resolve: SymbolResolver,
     ) -> RegistrationResult<Self> {
-        let mut builder = builder;
-        crate::leave_unwind_registration_to_tables(&mut builder);
         Ok(Self {
             registrations: alloc::vec::Vec::new(),
             module: JITModule::new(builder),
@@ -66,7 +64,6 @@ impl LsdaJitModule {
     ) -> Self {
         let (memory, tables) = arenas.memory();
         builder.memory_provider(alloc::boxed::Box::new(memory));
-        crate::leave_unwind_registration_to_tables(&mut builder);
         Self {
             registrations: alloc::vec::Vec::new(),
             module: JITModule::new(builder),

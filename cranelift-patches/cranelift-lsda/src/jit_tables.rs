@@ -43,6 +43,8 @@ pub enum RegistrationError {
     NoRegistration(&'static str),
     /// The embedder's [`FrameRegistrar`] refused the tables.
     Registrar(Box<dyn std::error::Error + Send + Sync>),
+    /// The in-tree registration refused the `.eh_frame` this module wrote.
+    EhFrame(EhFrameError),
 }
 
 impl std::fmt::Display for RegistrationError {
@@ -51,6 +53,7 @@ impl std::fmt::Display for RegistrationError {
             Self::Lsda(err) => err.fmt(f),
             Self::NoRegistration(what) => write!(f, "cannot register JIT unwind info: {what}"),
             Self::Registrar(err) => write!(f, "the registrar refused the tables: {err}"),
+            Self::EhFrame(err) => write!(f, "cannot register JIT unwind info: {err}"),
         }
     }
 }
@@ -97,9 +100,9 @@ pub trait FrameRegistrar: Send {
 pub type RegistrationResult<T> = Result<T, RegistrationError>;
 
 #[cfg(not(cranelift_lsda_upstream))]
-use crate::jit_unwind::EhFrameRegistration;
+use crate::jit_unwind::{EhFrameError, EhFrameRegistration};
 #[cfg(cranelift_lsda_upstream)]
-use cranelift_jit::EhFrameRegistration;
+use cranelift_jit::{EhFrameError, EhFrameRegistration};
 
 /// The unwinder the process uses, as far as registration is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,18 +141,6 @@ struct PendingFunction {
     code_len: u32,
     unwind: UnwindInfo,
     lsda: Option<Lsda>,
-}
-
-/// Make `builder`'s module leave the registration of unwind information to
-/// [`JitTables`]: the series' cranelift-jit registers plain FDEs for every
-/// finalized function unless told not to, and two FDEs for one function
-/// would let the unwinder miss its LSDA. Released cranelift-jit registers
-/// nothing; there this does nothing.
-pub fn leave_unwind_registration_to_tables(builder: &mut cranelift_jit::JITBuilder) {
-    #[cfg(cranelift_lsda_upstream)]
-    builder.register_unwind_info(false);
-    #[cfg(not(cranelift_lsda_upstream))]
-    let _ = builder;
 }
 
 /// Resolves type-entry symbols of JIT LSDAs to addresses.
@@ -378,9 +369,10 @@ impl Registration {
             // SAFETY: `eh_frame` is a terminated `.eh_frame` with one CIE
             // first; its code is the module's and its LSDAs are `lsdas`,
             // which this registration owns and drops after this field.
-            Unwinder::Libgcc | Unwinder::LlvmLibunwind => {
-                Registered::Frames(unsafe { EhFrameRegistration::register(eh_frame.bytes()) })
-            }
+            Unwinder::Libgcc | Unwinder::LlvmLibunwind => Registered::Frames(
+                unsafe { EhFrameRegistration::register(eh_frame.bytes()) }
+                    .map_err(RegistrationError::EhFrame)?,
+            ),
             Unwinder::NongnuLibunwind => dynamic_table(&eh_frame, endian, ranges)?,
         };
         match &mut registered {

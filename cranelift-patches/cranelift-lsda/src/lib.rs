@@ -126,7 +126,7 @@ pub use jit_arenas::jit_tables_in_arenas;
 #[cfg(all(feature = "jit", target_os = "linux"))]
 pub use jit_tables::{
     FrameRegistrar, JitTables, Registration, RegistrationError, RegistrationResult, SymbolResolver,
-    Unwinder, detect_unwinder, leave_unwind_registration_to_tables,
+    Unwinder, detect_unwinder,
 };
 #[cfg(feature = "legalize")]
 pub use legalize::legalize_landing_pads;

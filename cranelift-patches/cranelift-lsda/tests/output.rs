@@ -167,7 +167,6 @@ fn a_failed_jit_registration_leaves_the_tables_pending() {
         x
     }
     builder.symbol("g", g as *const u8);
-    cranelift_lsda::leave_unwind_registration_to_tables(&mut builder);
     let mut module = cranelift_jit::JITModule::new(builder);
     let id = declare(&mut module, &mut func);
     let policy = policy();

@@ -35,10 +35,6 @@ pub fn module_in(arenas: &LoaderArenas) -> (JITModule, ArenaTables) {
     let (memory, tables) = arenas.memory();
     let mut builder = JITBuilder::with_isa(isa(), default_libcall_names());
     builder.memory_provider(Box::new(memory));
-    // The series' cranelift-jit would also `__register_frame` the code,
-    // which the unwinders search before the loader's tables.
-    #[cfg(cranelift_lsda_upstream)]
-    builder.register_unwind_info(false);
     (JITModule::new(builder), tables)
 }
 
