@@ -20,7 +20,7 @@ use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::{CompiledCode, FinalizedMachCallSite};
 
-/// Convert compiled call sites with the in-tree [`lsda::call_sites`], each
+/// Convert compiled call sites with the in-tree encoder's `call_sites`, each
 /// call's handler tags becoming one clause list and its action chain over
 /// `prepared`'s type table. `prepared` proves the handlers of a call share
 /// a pad (Cranelift emits one equivalent edge per item).
