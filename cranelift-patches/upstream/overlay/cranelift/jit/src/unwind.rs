@@ -7,8 +7,9 @@
 //! for the functions it finalized and registers it the way the process's
 //! unwinder takes it: libgcc's `__register_frame` takes a whole section
 //! ended by a zero length, LLVM libunwind's one FDE per call, as Wasmtime's
-//! `unwind.rs` does. LLVM libunwind is assumed on Apple targets and musl
-//! (where Rust links it statically) and recognised elsewhere by an exported
+//! `unwind.rs` does. LLVM libunwind is assumed where it is linked
+//! statically and exports nothing to look up (static musl, Android, OpenHarmony)
+//! and on Apple targets, and recognised elsewhere by an exported
 //! `__unw_add_dynamic_fde`. `free_memory` deregisters it before the code
 //! goes; dropping the module leaks it with the code.
 //!
@@ -23,6 +24,7 @@ use cranelift_codegen::gimli::RunTimeEndian;
 use cranelift_codegen::gimli::write::{Address, EhFrame, EndianVec, FrameTable, Writer};
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
+use cranelift_codegen::isa::unwind::systemv::UnwindInfo as SystemVUnwindInfo;
 use cranelift_module::{FuncId, ModuleError, ModuleResult};
 use std::boxed::Box;
 use std::vec;
@@ -32,7 +34,7 @@ use std::vec::Vec;
 /// defined, registered when they are finalized.
 pub(crate) struct UnwindRegistry {
     enabled: bool,
-    pending: Vec<(FuncId, cranelift_codegen::isa::unwind::systemv::UnwindInfo)>,
+    pending: Vec<(FuncId, SystemVUnwindInfo)>,
     registrations: Vec<EhFrameRegistration>,
 }
 
@@ -47,21 +49,27 @@ impl UnwindRegistry {
         }
     }
 
-    /// Record the unwind information of `id`, compiled to `code` and
-    /// stored in the module.
-    pub(crate) fn add_function(
-        &mut self,
+    /// The unwind information to register for `code`, if any: computed
+    /// before the code is stored, so a failure leaves nothing defined.
+    pub(crate) fn unwind_info(
+        &self,
         isa: &dyn TargetIsa,
-        id: FuncId,
         code: &CompiledCode,
-    ) -> ModuleResult<()> {
+    ) -> ModuleResult<Option<SystemVUnwindInfo>> {
         if !self.enabled || !isa.flags().unwind_info() {
-            return Ok(());
+            return Ok(None);
         }
-        if let Some(UnwindInfo::SystemV(info)) = code.create_unwind_info(isa)? {
+        match code.create_unwind_info(isa)? {
+            Some(UnwindInfo::SystemV(info)) => Ok(Some(info)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Record `info` for `id`, now stored in the module.
+    pub(crate) fn add_function(&mut self, id: FuncId, info: Option<SystemVUnwindInfo>) {
+        if let Some(info) = info {
             self.pending.push((id, info));
         }
-        Ok(())
     }
 
     /// Register the unwind information recorded since the last call, for
@@ -99,9 +107,12 @@ impl UnwindRegistry {
         Ok(())
     }
 
-    /// Undo every registration; the code may be freed afterwards.
+    /// Undo every registration, the latest first (libgcc before GCC 13
+    /// searches its list from the latest); the code may be freed afterwards.
     pub(crate) fn deregister_all(&mut self) {
-        self.registrations.clear();
+        while let Some(registration) = self.registrations.pop() {
+            drop(registration);
+        }
     }
 }
 
@@ -276,11 +287,17 @@ mod sys {
 
     /// Whether `__register_frame` takes one FDE (LLVM libunwind) rather
     /// than a whole section (libgcc). A statically linked LLVM libunwind
-    /// exports nothing to look up, hence the targets where Rust links it so.
+    /// exports nothing to look up, hence the targets where it is linked so
+    /// (dynamically linked musl uses libgcc_s).
     pub(super) fn using_llvm_libunwind() -> bool {
         static LLVM: OnceLock<bool> = OnceLock::new();
         *LLVM.get_or_init(|| {
-            cfg!(any(target_vendor = "apple", target_env = "musl"))
+            cfg!(any(
+                target_vendor = "apple",
+                all(target_env = "musl", target_feature = "crt-static"),
+                target_os = "android",
+                target_env = "ohos",
+            ))
                 // SAFETY: dlsym with RTLD_DEFAULT and a NUL-terminated name
                 // only looks the symbol up.
                 || !unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__unw_add_dynamic_fde".as_ptr()) }

@@ -180,9 +180,10 @@ pub fn check_try_calls(func: &Function) -> Result<CheckedTryCalls, TryCallError>
 /// gives for the handlers' tags (`None` for a default handler), in table
 /// order. Dynamic-context items are not handlers and are skipped.
 ///
-/// The handlers of one `try_call` all go to one block, and Cranelift
-/// emits an equivalent edge for each, so the first one stands for all of
-/// them. Compilation may remove `try_call`s, never add them: more calls
+/// The handlers of one `try_call` all go to one block. Cranelift still
+/// gives each its own edge block (critical edges are split per successor
+/// in `blockorder.rs`), equivalent since they pass the same arguments, so
+/// the first one's offset stands for all of them. Compilation may remove `try_call`s, never add them: more calls
 /// with handlers than `checked` counted means the proof is another
 /// function's ([`EncodeError::UncheckedHandlers`]).
 pub fn call_sites<'a, E: From<EncodeError>>(
