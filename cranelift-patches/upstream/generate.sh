@@ -27,11 +27,7 @@ work=${KEEP_TREE:-$(mktemp -d)}
 mkdir -p "$work"
 tree=$(bash "$here/unpack.sh" "$tarball" "$work")
 
-# The project's commit identity, as in this repository's history.
-export GIT_AUTHOR_NAME="Seed 9fd8a40e maintainers"
-export GIT_AUTHOR_EMAIL="maintainers@users.noreply.r-seed-9fd8a40e.example"
-export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
-export GIT_AUTHOR_DATE="2026-12-02T00:00:00Z" GIT_COMMITTER_DATE="2026-12-02T00:00:00Z"
+source "$here/commit-identity.sh"
 
 steps=$(bash "$here/apply-steps.sh" "$tree" "$here/overlay" "$here/steps")
 

@@ -57,11 +57,9 @@ cp "$root/Cargo.toml" "$root/Cargo.lock" "$ws/"
 cp -r "$root/cranelift-patches/cranelift-lsda" "$root/cranelift-patches/clif-eh" "$root/cranelift-patches/jit-arenas" "$ws/cranelift-patches/"
 cp -r "$root/tests" "$root/filetests" "$root/wasmer-adapter" "$ws/"
 cp -r "$root/docs/examples" "$ws/docs/"
-mkdir -p "$ws/cranelift-patches/upstream"
-cp "$root/cranelift-patches/upstream/apply-steps.sh" "$ws/cranelift-patches/upstream/"
-# The docs' checks (transcripts, commands, paths) are about this
+# The docs' checks and the series generator's tests are about this
 # repository's files, which the copy leaves out; ./test.sh runs them.
-rm "$ws/cranelift-patches/clif-eh/tests/docs.rs"
+rm "$ws/cranelift-patches/clif-eh/tests/docs.rs" "$ws/tests/tests/apply_steps.rs"
 patched=()
 for name in cranelift-codegen cranelift-codegen-meta cranelift-jit; do
     patched+=(--config "patch.crates-io.$name.path=\"$out/crates/$name\"")

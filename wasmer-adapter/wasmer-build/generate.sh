@@ -32,10 +32,7 @@ mkdir -p "$dir"
 cp -r "$src/src" "$src/README.md" "$src/.gitignore" "$dir/"
 cp "$src/Cargo.toml.orig" "$dir/Cargo.toml"
 
-export GIT_AUTHOR_NAME="Seed 9fd8a40e maintainers"
-export GIT_AUTHOR_EMAIL="maintainers@users.noreply.r-seed-9fd8a40e.example"
-export GIT_COMMITTER_NAME="$GIT_AUTHOR_NAME" GIT_COMMITTER_EMAIL="$GIT_AUTHOR_EMAIL"
-export GIT_AUTHOR_DATE="2026-12-02T00:00:00Z" GIT_COMMITTER_DATE="2026-12-02T00:00:00Z"
+source "$root/cranelift-patches/upstream/commit-identity.sh"
 git -C "$tree" init -q
 git -C "$tree" add -A
 git -C "$tree" commit -q -m "wasmer v7.5.0 (82ff099e): lib/compiler-cranelift as released"

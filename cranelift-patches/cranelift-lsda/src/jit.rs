@@ -2,7 +2,8 @@
 //! personality, registered with the process's unwinder when they are
 //! finalized.
 //!
-//! `cranelift-jit` registers no unwind info (upstream issue #5574): the
+//! `cranelift-jit` registers no unwind info by default, and never an LSDA
+//! (the series' cranelift-jit patch makes plain FDEs opt-in, #5574): the
 //! module records its tables in a [`crate::JitTables`] and owns the
 //! registrations, so tables are deregistered before (never after) the code
 //! is freed.

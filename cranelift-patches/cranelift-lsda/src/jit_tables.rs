@@ -249,23 +249,22 @@ impl JitTables {
         frames.write(&mut eh_frame)?;
         // libgcc walks the section until a zero length.
         eh_frame.0.write_u32(0)?;
-        let eh_frame = AlignedBytes::new(eh_frame.0.slice());
-        let registration = match &self.registrar {
-            Some(registrar) => Registration {
-                // SAFETY: the FDEs describe functions of `module` as
-                // compiled, the personality is the caller's, and the LSDAs
-                // are `lsdas`, which the registration owns and drops after
-                // this field.
-                registered: Registered::External {
-                    _registration: unsafe { registrar.register(eh_frame.bytes())? },
-                },
-                _eh_frame: eh_frame,
-                _lsdas: lsdas,
+        // Each way of registering keeps the copy it needs.
+        let eh_frame = eh_frame.0.slice();
+        let registered = match &self.registrar {
+            // SAFETY: the FDEs describe functions of `module` as compiled,
+            // the personality is the caller's, and the LSDAs are `lsdas`,
+            // which the registration owns and drops after this.
+            Some(registrar) => Registered::External {
+                _registration: unsafe { registrar.register(eh_frame)? },
             },
-            None => Registration::new(eh_frame, lsdas, detect_unwinder(), endian, &ranges)?,
+            None => Registered::with_unwinder(eh_frame, detect_unwinder(), endian, &ranges)?,
         };
         self.pending.clear();
-        Ok(Some(registration))
+        Ok(Some(Registration {
+            registered,
+            _lsdas: lsdas,
+        }))
     }
 }
 
@@ -338,9 +337,10 @@ enum Registered {
     /// A section registered with libgcc or LLVM libunwind, by the in-tree
     /// registration (cranelift-jit's); it deregisters on drop.
     Frames(#[allow(dead_code, reason = "deregisters on drop")] EhFrameRegistration),
-    /// A table passed to `_U_dyn_register`.
+    /// A table passed to `_U_dyn_register`, and the section it describes.
     Dynamic {
         info: Box<UnwDynInfo>,
+        _eh_frame: AlignedBytes,
         _table: Box<[TableEntry]>,
         register: DynFn,
         cancel: DynFn,
@@ -349,52 +349,46 @@ enum Registered {
 
 /// Tables registered with the unwinder, deregistered on drop.
 pub struct Registration {
-    // First: an external registration is undone when this field drops,
-    // which must come before the tables it points to go.
+    // First: a registration is undone when this field drops, which must
+    // come before the LSDAs it points to go.
     registered: Registered,
     // Kept alive (and unmoved) while registered.
-    _eh_frame: AlignedBytes,
     _lsdas: AlignedBytes,
 }
 
-impl Registration {
-    fn new(
-        eh_frame: AlignedBytes,
-        lsdas: AlignedBytes,
+impl Registered {
+    /// Register `eh_frame` with the process's unwinder, by its contract.
+    fn with_unwinder(
+        eh_frame: &[u8],
         unwinder: Unwinder,
         endian: RunTimeEndian,
         ranges: &[(u64, u64)],
     ) -> RegistrationResult<Self> {
-        let mut registered = match unwinder {
+        match unwinder {
             // SAFETY: `eh_frame` is a terminated `.eh_frame` with one CIE
-            // first; its code is the module's and its LSDAs are `lsdas`,
-            // which this registration owns and drops after this field.
-            Unwinder::Libgcc | Unwinder::LlvmLibunwind => Registered::Frames(
-                unsafe { EhFrameRegistration::register(eh_frame.bytes()) }
+            // first; its code is the module's and its LSDAs outlive this
+            // value in the `Registration` that holds it.
+            Unwinder::Libgcc | Unwinder::LlvmLibunwind => Ok(Self::Frames(
+                unsafe { EhFrameRegistration::register(eh_frame) }
                     .map_err(RegistrationError::EhFrame)?,
-            ),
-            Unwinder::NongnuLibunwind => dynamic_table(&eh_frame, endian, ranges)?,
-        };
-        match &mut registered {
-            Registered::Frames(_) | Registered::External { .. } => {}
-            Registered::Dynamic { info, register, .. } => {
-                // SAFETY: `info`, its table and the `.eh_frame` it points to
-                // stay alive and unmoved until `_U_dyn_cancel` in drop.
-                unsafe { register(&mut **info) };
+            )),
+            Unwinder::NongnuLibunwind => {
+                let mut registered = dynamic_table(AlignedBytes::new(eh_frame), endian, ranges)?;
+                if let Self::Dynamic { info, register, .. } = &mut registered {
+                    // SAFETY: `info`, its table and the `.eh_frame` it points
+                    // to stay alive and unmoved until `_U_dyn_cancel` in drop.
+                    unsafe { register(&mut **info) };
+                }
+                Ok(registered)
             }
         }
-        Ok(Self {
-            _eh_frame: eh_frame,
-            _lsdas: lsdas,
-            registered,
-        })
     }
 }
 
 /// The `_U_dyn_register` description of a module: one table entry per FDE,
 /// in address order.
 fn dynamic_table(
-    eh_frame: &AlignedBytes,
+    eh_frame: AlignedBytes,
     endian: RunTimeEndian,
     ranges: &[(u64, u64)],
 ) -> RegistrationResult<Registered> {
@@ -411,7 +405,7 @@ fn dynamic_table(
             core::mem::transmute::<*mut libc::c_void, DynFn>(cancel),
         )
     };
-    let fdes = fde_offsets(eh_frame, endian)?;
+    let fdes = fde_offsets(&eh_frame, endian)?;
     let start_ip = ranges.iter().map(|r| r.0).min().unwrap_or(0);
     let end_ip = ranges.iter().map(|r| r.1).max().unwrap_or(0);
     let segbase = eh_frame.address(0) as u64;
@@ -451,6 +445,7 @@ fn dynamic_table(
     });
     Ok(Registered::Dynamic {
         info,
+        _eh_frame: eh_frame,
         _table: table,
         register,
         cancel,
