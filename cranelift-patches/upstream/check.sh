@@ -6,7 +6,8 @@
 #  3. `cargo fmt --all -- --check` and clippy (`-D warnings`) on the touched
 #     crates pass in the patched tree;
 #  4. the patched tree's `clif-util test` passes the whole filetest corpus,
-#     and cranelift-codegen's and cranelift-jit's tests pass;
+#     and cranelift-codegen's, cranelift-jit's and cranelift-object's tests
+#     pass;
 #  5. Wasmtime, built from the patched tree, runs its exception-handling
 #     wast tests (the new setting is a shared flag Wasmtime must accept);
 #  6. every function of upstream's corpus and of this project's filetests
@@ -59,12 +60,13 @@ applies() {
 
 export CARGO_TARGET_DIR=$root/target/wasmtime
 # The crates the series touches beyond one-line list entries.
-touched=(-p cranelift-codegen -p cranelift-codegen-meta -p cranelift-jit)
+touched=(-p cranelift-codegen -p cranelift-codegen-meta -p cranelift-jit -p cranelift-object
+    -p cranelift-filetests)
 lint() {
     (cd "$tree" && cargo fmt --all -- --check)
     (cd "$tree" && cargo clippy -q "${touched[@]}" --all-targets --ignore-rust-version \
         -- -D warnings)
-    echo "upstream: cargo fmt --all and clippy -D warnings (cranelift-codegen, -meta, -jit) clean"
+    echo "upstream: cargo fmt --all and clippy -D warnings (cranelift-codegen, -meta, -jit, -object, -filetests) clean"
 }
 
 clif_util_corpus() {
@@ -80,14 +82,28 @@ clif_util_corpus() {
 
 crate_tests() {
     local log=$work/crate-tests.log status=0
-    (cd "$tree" && cargo test -p cranelift-codegen -p cranelift-jit --ignore-rust-version \
-        >"$log" 2>&1) || status=$?
+    (cd "$tree" && cargo test -p cranelift-codegen -p cranelift-jit -p cranelift-object \
+        --ignore-rust-version >"$log" 2>&1) || status=$?
     grep -E "FAILED|panicked" "$log" | head -20 >&2 || true
+    # The registration tests again under LLVM libunwind (preloaded through
+    # cargo's runner, so that cargo and rustc do not run under it).
+    local libunwind=/usr/lib/x86_64-linux-gnu/libunwind.so.1
+    if [[ -e $libunwind ]]; then
+        (cd "$tree" && CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER="env LD_PRELOAD=$libunwind" \
+            cargo test -p cranelift-jit --test unwind_registration --test lsda_registration \
+            --ignore-rust-version >"$log.llvm" 2>&1) || status=$?
+        grep -E "FAILED|panicked" "$log.llvm" | head -20 >&2 || true
+        awk '/^test result:/ { p += $4; f += $6 } END {
+            printf "upstream: cranelift-jit registration tests under LLVM libunwind: %d passed, %d failed\n", p, f }' \
+            "$log.llvm"
+    else
+        echo "upstream: cranelift-jit registration tests under LLVM libunwind: SKIPPED, $libunwind is absent"
+    fi
     local lsda
     lsda=$(cd "$tree" && cargo test -q -p cranelift-codegen --lib --ignore-rust-version \
         -- --list isa::unwind::lsda:: 2>/dev/null | grep -c ': test$' || true)
     awk -v lsda="$lsda" '/^test result:/ { p += $4; f += $6 } END {
-        printf "upstream: cranelift-codegen and -jit tests: %d passed (%d of isa::unwind::lsda), %d failed\n",
+        printf "upstream: cranelift-codegen, -jit and -object tests: %d passed (%d of isa::unwind::lsda), %d failed\n",
             p, lsda, f }' "$log"
     return "$status"
 }
@@ -118,6 +134,6 @@ stage "generated series matches the committed one" generated
 stage "series applies" applies
 stage "fmt and clippy in the patched tree" lint
 stage "clif-util test over the whole corpus" clif_util_corpus
-stage "cranelift-codegen's and -jit's tests" crate_tests
+stage "cranelift-codegen's, -jit's and -object's tests" crate_tests
 stage "Wasmtime runs its exception-handling wast tests" wasmtime_wast
 stage "setting off and on: identical code and unwind info" identity

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The series on the released 0.136.0 crates: apply it to cranelift-codegen,
-# -codegen-meta and -jit as cargo downloaded them, build a copy of this
+# -codegen-meta, -jit and -object as cargo downloaded them, build a copy of this
 # workspace against them (`[patch.crates-io]`, cranelift-lsda with
 # `--cfg cranelift_lsda_upstream`, so the in-tree API comes from the
 # patched crates), and run the end-to-end suite: libstdc++ catches, Rust panics through cleanups, the
@@ -34,7 +34,7 @@ registry=$(dirname "$registry")
 rm -rf "$out/crates"
 mkdir -p "$out/crates"
 for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelift/codegen/meta \
-    cranelift-jit:cranelift/jit; do
+    cranelift-jit:cranelift/jit cranelift-object:cranelift/object; do
     name=${crate%%:*}
     path=${crate#*:}
     cp -r "$registry/$name-0.136.0" "$out/crates/$name"
@@ -45,7 +45,7 @@ for crate in cranelift-codegen:cranelift/codegen cranelift-codegen-meta:cranelif
     (cd "$out/crates/$name" && GIT_CEILING_DIRECTORIES=$out/crates git apply -p1 "$work/$name.diff")
     grep -q . "$work/$name.diff" || echo "released: no change to $name" >&2
 done
-echo "released: $patches patches applied to cranelift-codegen, -codegen-meta and -jit 0.136.0 ($((SECONDS - t0)) s)"
+echo "released: $patches patches applied to cranelift-codegen, -codegen-meta, -jit and -object 0.136.0 ($((SECONDS - t0)) s)"
 
 # A copy of the workspace, its crates built against the patched ones with
 # `[patch.crates-io]` given on the command line; the Wasmer adapter, which
@@ -61,7 +61,7 @@ cp -r "$root/docs/examples" "$ws/docs/"
 # repository's files, which the copy leaves out; ./test.sh runs them.
 rm "$ws/cranelift-patches/clif-eh/tests/docs.rs" "$ws/tests/tests/apply_steps.rs"
 patched=()
-for name in cranelift-codegen cranelift-codegen-meta cranelift-jit; do
+for name in cranelift-codegen cranelift-codegen-meta cranelift-jit cranelift-object; do
     patched+=(--config "patch.crates-io.$name.path=\"$out/crates/$name\"")
 done
 

@@ -29,16 +29,12 @@ fn site(ret_addr: u32, pad: Option<(u32, &[Clause])>) -> Site {
 
 /// The encoder's call sites: each clause list as its actions over `types`.
 fn call_sites(sites: &[Site], types: &TypeTable) -> Vec<CallSite> {
-    let landing_pad = |(offset, clauses): &(u32, ClauseList)| LandingPad {
-        offset: *offset,
-        actions: clauses.actions(types).unwrap(),
+    let landing_pad = |(offset, clauses): &(u32, ClauseList)| {
+        LandingPad::new(*offset, clauses.actions(types).unwrap())
     };
     sites
         .iter()
-        .map(|s| CallSite {
-            ret_addr: s.ret_addr,
-            landing_pad: s.pad.as_ref().map(landing_pad),
-        })
+        .map(|s| CallSite::new(s.ret_addr, s.pad.as_ref().map(landing_pad)))
         .collect()
 }
 
@@ -93,10 +89,7 @@ fn goldens() -> Vec<Golden> {
                 site(0x1c, Some((0x30, &[Clause::Cleanup]))),
             ],
             code_len: 0x40,
-            encoding: LsdaEncoding {
-                call_sites: CallSiteEncoding::Udata4,
-                ..LsdaEncoding::object()
-            },
+            encoding: LsdaEncoding::new(CallSiteEncoding::Udata4, TypeEncoding::PcRelSdata4),
             #[rustfmt::skip]
             bytes: &[
                 0xff, 0xff, 0x03, 0x27,             // omit, omit, udata4, 39 bytes

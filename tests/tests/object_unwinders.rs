@@ -37,11 +37,53 @@ fn suite_object_for(dir: &Path, arch: target_lexicon::Architecture) -> PathBuf {
         .isas
         .iter()
         .find(|i| i.triple().architecture == arch)
-        .unwrap_or_else(|| panic!("the suite has no `target {arch}`"));
-    let bytes = clif_eh::module::emit_object(&file, isa, "__gxx_personality_v0").unwrap();
+        .unwrap_or_else(|| panic!("the suite has no `target {arch}`"))
+        .clone();
+    #[cfg(not(cranelift_lsda_upstream))]
+    let bytes = clif_eh::module::emit_object(&file, &isa, "__gxx_personality_v0").unwrap();
+    #[cfg(cranelift_lsda_upstream)]
+    let bytes = in_tree_object(file, &isa);
     let path = dir.join(format!("suite-{arch}.o"));
     std::fs::write(&path, bytes).unwrap();
     path
+}
+
+/// The suite as the series' cranelift-object writes it (released.sh, with
+/// the in-tree API): `ObjectBuilder::personality`, each function put into
+/// landing-pad form, defined, then given its LSDA by
+/// `ObjectModule::define_lsda` with the policy's action chains. Every test
+/// of this file then runs on that object.
+#[cfg(cranelift_lsda_upstream)]
+fn in_tree_object(
+    mut file: clif_eh::EhFile,
+    isa: &cranelift_codegen::isa::OwnedTargetIsa,
+) -> Vec<u8> {
+    use cranelift_lsda::{LandingPads, actions_for_tags, prepare_function};
+    use cranelift_object::{ObjectBuilder, ObjectModule};
+    let isa = clif_eh::module::object_isa(isa).unwrap();
+    let libcalls = cranelift_module::default_libcall_names();
+    let mut builder = ObjectBuilder::new(isa.clone(), "suite", libcalls).unwrap();
+    builder
+        .unwind_info(true)
+        .personality("__gxx_personality_v0");
+    let mut module = ObjectModule::new(builder);
+    let mut prepared = Vec::new();
+    for func in &mut file.functions {
+        let mode = LandingPads::Legalize;
+        prepared.push(prepare_function(func, &*isa, &mut file.policy, mode).unwrap());
+    }
+    let mut defined = Vec::new();
+    clif_eh::module::define_all_then(&mut module, &file, |index, id, _| {
+        defined.push((index, id));
+        Ok(())
+    })
+    .unwrap();
+    for (index, id) in defined {
+        let actions = actions_for_tags(&file.policy, &prepared[index]);
+        let types = prepared[index].types().entries();
+        module.define_lsda(id, types, actions).unwrap();
+    }
+    module.finish().emit().unwrap()
 }
 
 /// The suite's host object linked by g++ with the driver and `with` (the

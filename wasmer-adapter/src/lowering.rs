@@ -403,6 +403,9 @@ impl TryTableLowering {
     }
 
     fn build_pad(&mut self, builder: &mut FunctionBuilder, pad: Block, targets: &[CatchTarget]) {
+        // Every block made from here on (the `Switch`'s too) is part of
+        // the pad.
+        let first_pad_block = builder.func.dfg.num_blocks();
         let vmctx = self.vmctx;
         let exn = builder.func.dfg.block_params(pad)[0];
         let stage = builder.func.dfg.block_params(pad)[1];
@@ -482,6 +485,15 @@ impl TryTableLowering {
         self.builtins
             .call(builder, Builtin::Throw, vmctx, &[exnref]);
         builder.ins().trap(TRAP_UNREACHABLE);
+
+        // Cold: reached only by exceptions, the pads are laid out after the
+        // function's normal path, so the normal path does not jump over
+        // them and the calls they make (the builtins) sit together, under
+        // one call-site record without a landing pad.
+        builder.set_cold_block(pad);
+        for index in first_pad_block..builder.func.dfg.num_blocks() {
+            builder.set_cold_block(Block::from_u32(index as u32));
+        }
 
         // Every predecessor of these blocks exists now; the translator seals
         // its own blocks one by one and cannot reach these.

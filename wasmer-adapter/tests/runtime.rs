@@ -348,9 +348,8 @@ impl Harness {
         let prepared = check_landing_pad_form(&ctx.func, self.module.isa(), self.policy.policy())
             .unwrap_or_else(|e| panic!("{e}\n{}", ctx.func.display()));
         self.module.define_function(id, &mut ctx).unwrap();
-        let code = ctx.compiled_code().unwrap();
         self.tables
-            .add_function(self.module.isa(), id, code, self.policy.policy(), &prepared)
+            .add_function(self.module.isa(), id, &ctx, self.policy.policy(), &prepared)
             .unwrap();
         self.module.clear_context(&mut ctx);
         self.ctx = ctx;

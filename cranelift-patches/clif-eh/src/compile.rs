@@ -70,12 +70,12 @@ pub fn compile_function(
     let prepared = legalize_landing_pads(&mut legalized, isa, policy).map_err(lsda_err)?;
 
     let mut ctx = Context::for_function(legalized.clone());
-    let compiled = ctx
+    let code = ctx
         .compile(isa, &mut ControlPlane::default())
-        .map_err(|e| CompileError::Codegen(pretty_error(e.func, e.inner)))?;
-    let code = compiled.code_buffer().to_vec();
-    let tables =
-        tables_for_compiled(compiled, isa, policy, &prepared, encoding).map_err(lsda_err)?;
+        .map_err(|e| CompileError::Codegen(pretty_error(e.func, e.inner)))?
+        .code_buffer()
+        .to_vec();
+    let tables = tables_for_compiled(&ctx, isa, policy, &prepared, encoding).map_err(lsda_err)?;
     let decoded = tables
         .lsda
         .as_ref()

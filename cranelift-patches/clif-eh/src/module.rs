@@ -5,7 +5,7 @@
 //! object or run in the JIT against the C++ runtime of `eh-test-support`.
 
 use crate::{EhFile, ToolError};
-use cranelift_codegen::CompiledCode;
+use cranelift_codegen::Context;
 use cranelift_codegen::ir::{ExternalName, Function, UserExternalName, UserFuncName};
 use cranelift_codegen::isa::{self, CallConv, OwnedTargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
@@ -65,12 +65,13 @@ pub fn define_all<M: Module>(
 }
 
 /// As [`define_all`], giving each function's index in `file`, id and
-/// compiled code to `defined` right after it is defined: for embedders
-/// that record tables themselves around a plain module.
+/// context (the function with its compiled code) to `defined` right after
+/// it is defined: for embedders that record tables themselves around a
+/// plain module.
 pub fn define_all_then<M: Module>(
     module: &mut M,
     file: &EhFile,
-    mut defined_then: impl FnMut(usize, FuncId, &CompiledCode) -> Result<(), ToolError>,
+    mut defined_then: impl FnMut(usize, FuncId, &Context) -> Result<(), ToolError>,
 ) -> Result<Vec<DefinedFunction>, ToolError> {
     let codegen = |e: ModuleError| ToolError::Codegen(e.to_string());
     let mut ids = HashMap::new();
@@ -126,10 +127,12 @@ pub fn define_all_then<M: Module>(
         module
             .define_function(id, &mut ctx)
             .map_err(|e| module_error(&name, &ctx.func, e))?;
-        let code = ctx
-            .compiled_code()
-            .ok_or_else(|| ToolError::Codegen(format!("%{name}: defined but not compiled")))?;
-        defined_then(index, id, code)?;
+        if ctx.compiled_code().is_none() {
+            return Err(ToolError::Codegen(format!(
+                "%{name}: defined but not compiled"
+            )));
+        }
+        defined_then(index, id, &ctx)?;
         module.clear_context(&mut ctx);
         defined.push(DefinedFunction { name, id, runnable });
     }

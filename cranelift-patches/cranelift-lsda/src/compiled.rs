@@ -15,27 +15,38 @@ use crate::lsda::{self, Action, CallSite, Lsda, LsdaEncoding};
 use crate::policy::{ClauseList, ClausePolicy};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use cranelift_codegen::Context;
 use cranelift_codegen::ir::ExceptionTag;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_codegen::isa::unwind::UnwindInfo;
-use cranelift_codegen::{CompiledCode, FinalizedMachCallSite};
 
-/// Convert compiled call sites with the in-tree encoder's `call_sites`, each
-/// call's handler tags becoming one clause list and its action chain over
-/// `prepared`'s type table. `prepared` proves the handlers of a call share
-/// a pad (Cranelift emits one equivalent edge per item).
-pub fn call_sites_from_compiled<'a>(
-    call_sites: impl IntoIterator<Item = FinalizedMachCallSite<'a>>,
+/// Convert the call sites of the function `ctx` compiled with the in-tree
+/// encoder's `call_sites` (which checks that the handlers of each call
+/// share a pad), each call's handler tags becoming one clause list and its
+/// action chain over `prepared`'s type table ([`actions_for_tags`]).
+pub fn call_sites_from_compiled(
+    ctx: &Context,
     policy: &ClausePolicy,
     prepared: &PreparedFunction,
 ) -> LsdaResult<Vec<CallSite>> {
+    lsda::call_sites(ctx, actions_for_tags(policy, prepared))
+}
+
+/// The action chain of a call's handler tags under `policy`, over
+/// `prepared`'s type table: the tags' clauses in order, as one clause
+/// list. What the in-tree `define_lsda` of cranelift-object and
+/// cranelift-jit asks for.
+pub fn actions_for_tags<'a>(
+    policy: &'a ClausePolicy,
+    prepared: &'a PreparedFunction,
+) -> impl FnMut(&[Option<ExceptionTag>]) -> LsdaResult<Vec<Action>> + 'a {
     let types = prepared.types();
     // Call sites with the same handler tags share one chain; neighbouring
     // calls usually have the same tags, and then nothing is looked up.
     type Tags = Vec<Option<ExceptionTag>>;
     let mut chains: BTreeMap<Tags, Vec<Action>> = BTreeMap::new();
     let mut last: Option<(Tags, Vec<Action>)> = None;
-    lsda::call_sites(prepared.checked(), call_sites, |tags| {
+    move |tags| {
         if let Some((last_tags, chain)) = &last
             && last_tags == tags
         {
@@ -55,7 +66,7 @@ pub fn call_sites_from_compiled<'a>(
         };
         last = Some((tags.to_vec(), chain.clone()));
         Ok(chain)
-    })
+    }
 }
 
 /// What one compiled function contributes to `.eh_frame` and
@@ -70,24 +81,24 @@ pub struct CompiledTables {
     pub lsda: Option<Lsda>,
 }
 
-/// The tables of `code`, compiled from IR that was checked or legalized
-/// into landing-pad form (`prepared`).
+/// The tables of the function `ctx` compiled, from IR that was checked or
+/// legalized into landing-pad form (`prepared`). The context holds the
+/// function with its code, so neither can be another function's.
 pub fn tables_for_compiled(
-    code: &CompiledCode,
+    ctx: &Context,
     isa: &dyn TargetIsa,
     policy: &ClausePolicy,
     prepared: &PreparedFunction,
     encoding: LsdaEncoding,
 ) -> LsdaResult<CompiledTables> {
+    let code = ctx.compiled_code().ok_or(EncodeError::NotCompiled)?;
     let unwind = unwind_info_of(code, isa)?;
     let len = code.code_buffer().len();
     let code_len = u32::try_from(len).map_err(|_| EncodeError::DoesNotFit {
         what: "code length",
         value: len as u64,
     })?;
-    // The in-tree conversion holds `prepared`'s proof: more call sites
-    // with handlers than it counted mean it is another function's.
-    let sites = call_sites_from_compiled(code.buffer.call_sites(), policy, prepared)?;
+    let sites = call_sites_from_compiled(ctx, policy, prepared)?;
     let lsda = Lsda::new(
         &sites,
         code_len,

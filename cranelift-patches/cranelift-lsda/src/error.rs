@@ -8,8 +8,8 @@
 //! cranelift-jit report theirs through `ModuleError`.) Nothing in this crate
 //! panics on user input or produces a table it knows to be wrong.
 
+use crate::lsda::EncodeError;
 use crate::lsda::TypeEntry;
-use crate::lsda::{EncodeError, TryCallError};
 use crate::policy::{CLAUSE_SET_TAG_BASE, Clause};
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -185,10 +185,6 @@ pub enum FormError {
     InvalidInput(VerifierErrors),
     /// The legalized function failed the verifier (a bug of this crate).
     InvalidOutput(VerifierErrors),
-    /// The in-tree check refused a `try_call`.
-    TryCall(TryCallError),
-    /// Tables were asked for a context that holds no compiled code.
-    NotCompiled,
 }
 
 impl fmt::Display for FormError {
@@ -226,11 +222,6 @@ impl fmt::Display for FormError {
             Self::InvalidOutput(errors) => write!(
                 f,
                 "IR error: the legalized function fails verification: {errors}"
-            ),
-            Self::TryCall(e) => e.fmt(f),
-            Self::NotCompiled => write!(
-                f,
-                "the context holds no compiled code; define the function first"
             ),
         }
     }
@@ -376,8 +367,8 @@ impl From<UnsupportedTarget> for LsdaError {
 /// How `CodegenError` carries the toolkit's errors: verifier failures as
 /// verifier errors, encoding limits as implementation limits, the rest as
 /// `Unsupported`. (The series gives `CodegenError` a variant for the
-/// in-tree [`EncodeError`] that `check_try_calls` raises during
-/// compilation; policy errors are the embedder's, not codegen's.)
+/// `TryCallError` that compilation raises under the `unwind_lsda`
+/// setting; policy errors are the embedder's, not codegen's.)
 impl From<LsdaError> for CodegenError {
     fn from(err: LsdaError) -> Self {
         match err {

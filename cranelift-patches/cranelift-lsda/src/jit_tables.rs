@@ -21,7 +21,7 @@ use crate::{
     ClausePolicy, CompiledTables, DecodeError, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda,
     LsdaEncoding, LsdaError, Malformation, PreparedFunction, endian_of, tables_for_compiled,
 };
-use cranelift_codegen::CompiledCode;
+use cranelift_codegen::Context;
 use cranelift_codegen::gimli;
 use cranelift_codegen::gimli::RunTimeEndian;
 use cranelift_codegen::gimli::write::{Address, EhFrame, EndianVec, Writer};
@@ -174,14 +174,14 @@ impl JitTables {
         }
     }
 
-    /// Record the tables of `func_id`, compiled to `code` from IR that was
+    /// Record the tables of `func_id`, compiled in `ctx` from IR that was
     /// checked or legalized into landing-pad form. Returns the size of its
     /// LSDA, if any.
     pub fn add_function(
         &mut self,
         isa: &dyn TargetIsa,
         func_id: FuncId,
-        code: &CompiledCode,
+        ctx: &Context,
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
     ) -> RegistrationResult<Option<usize>> {
@@ -189,7 +189,7 @@ impl JitTables {
             unwind,
             lsda,
             code_len,
-        } = tables_for_compiled(code, isa, policy, prepared, LsdaEncoding::jit())?;
+        } = tables_for_compiled(ctx, isa, policy, prepared, LsdaEncoding::jit())?;
         let size = lsda.as_ref().map(Lsda::len);
         self.pending.push(PendingFunction {
             func_id,

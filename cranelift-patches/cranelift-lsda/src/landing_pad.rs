@@ -15,7 +15,6 @@
 //! check or from the legalization pass.
 
 use crate::error::{FormError, LsdaResult, NotLandingPad, UnsupportedTarget};
-use crate::lsda::CheckedTryCalls;
 use crate::policy::{Clause, ClauseList, ClausePolicy, TypeTable};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::string::{String, ToString};
@@ -60,7 +59,6 @@ pub struct TryCallReport {
 pub struct PreparedFunction {
     types: TypeTable,
     reports: Vec<TryCallReport>,
-    checked: CheckedTryCalls,
 }
 
 impl PreparedFunction {
@@ -74,11 +72,6 @@ impl PreparedFunction {
     /// The per-`try_call` report, in layout order.
     pub fn reports(&self) -> &[TryCallReport] {
         &self.reports
-    }
-
-    /// The in-tree encoder's proof that the `try_call`s fit an LSDA.
-    pub fn checked(&self) -> CheckedTryCalls {
-        self.checked
     }
 
     /// How many `try_call`s have a landing pad.
@@ -345,10 +338,5 @@ pub(crate) fn prepare_from_reports(
     for (report, at) in reports.iter_mut().zip(of_call) {
         report.selectors = selectors[at].clone();
     }
-    let checked = crate::lsda::check_try_calls(func).map_err(FormError::TryCall)?;
-    Ok(PreparedFunction {
-        types,
-        reports,
-        checked,
-    })
+    Ok(PreparedFunction { types, reports })
 }

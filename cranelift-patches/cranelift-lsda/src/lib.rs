@@ -54,7 +54,7 @@ mod lsda;
 #[cfg(cranelift_lsda_upstream)]
 use cranelift_codegen::isa::unwind::lsda;
 #[cfg(not(cranelift_lsda_upstream))]
-use cranelift_codegen::{FinalizedMachCallSite, FinalizedMachExceptionHandler, ir};
+use cranelift_codegen::{Context, FinalizedMachCallSite, FinalizedMachExceptionHandler, ir};
 #[cfg(all(test, not(cranelift_lsda_upstream)))]
 use cranelift_codegen::{cursor, isa};
 
@@ -65,7 +65,9 @@ mod error;
 mod landing_pad;
 mod policy;
 
-pub use compiled::{CompiledTables, call_sites_from_compiled, tables_for_compiled};
+pub use compiled::{
+    CompiledTables, actions_for_tags, call_sites_from_compiled, tables_for_compiled,
+};
 pub use decode::{
     DecodedAction, DecodedCallSite, DecodedLsda, DecodedTypeEntry, decode_back, decode_lsda,
     encoding_name,
@@ -83,8 +85,8 @@ pub use landing_pad::{
     is_landing_pad_args, try_call_clauses, type_table_of,
 };
 pub use lsda::{
-    Action, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, CheckedTryCalls,
-    EncodeError, LandingPad, Lsda, LsdaEncoding, TryCallError, TypeEncoding, TypeEntry,
+    Action, CallSite, CallSiteEncoding, CallSiteRecord, CallSiteTable, EncodeError, HandledCalls,
+    LandingPad, Lsda, LsdaEncoding, TryCallError, TypeEncoding, TypeEntry, call_sites,
     check_try_calls,
 };
 pub use policy::{

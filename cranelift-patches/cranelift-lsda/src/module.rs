@@ -50,8 +50,8 @@ pub fn enable_unwind_lsda(
 }
 
 /// What a wrapper's `define_function` does: put `ctx.func` into
-/// landing-pad form, define it in `module`, and give its compiled code to
-/// `record`.
+/// landing-pad form, define it in `module`, and give `record` the context,
+/// which then holds the function with its compiled code.
 #[cfg(any(feature = "object", feature = "jit"))]
 // The `Module::define_function_with_control_plane` signature it implements.
 #[allow(clippy::result_large_err)]
@@ -64,7 +64,7 @@ pub(crate) fn define_in_landing_pad_form<M: cranelift_module::Module, E>(
     ctrl_plane: &mut cranelift_codegen::control::ControlPlane,
     record: impl FnOnce(
         &dyn TargetIsa,
-        &cranelift_codegen::CompiledCode,
+        &cranelift_codegen::Context,
         &ClausePolicy,
         &PreparedFunction,
     ) -> Result<Option<usize>, E>,
@@ -76,10 +76,7 @@ where
     let prepared =
         prepare_function(&mut ctx.func, module.isa(), policy, mode).map_err(lsda_error)?;
     module.define_function_with_control_plane(func_id, ctx, ctrl_plane)?;
-    let code = ctx
-        .compiled_code()
-        .ok_or_else(|| lsda_error(crate::FormError::NotCompiled.into()))?;
-    record(module.isa(), code, policy, &prepared).map_err(Into::into)?;
+    record(module.isa(), ctx, policy, &prepared).map_err(Into::into)?;
     Ok(())
 }
 
@@ -104,8 +101,8 @@ macro_rules! lsda_module_methods {
                 func_id,
                 ctx,
                 ctrl_plane,
-                |isa, code, policy, prepared| {
-                    tables.add_function(isa, func_id, code, policy, prepared)
+                |isa, ctx, policy, prepared| {
+                    tables.add_function(isa, func_id, ctx, policy, prepared)
                 },
             )
         }

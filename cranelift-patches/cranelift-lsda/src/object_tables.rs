@@ -29,7 +29,7 @@ use crate::{
     ClausePolicy, CompiledTables, EhFrameBuilder, EhFrameEncoding, EncodeError, Lsda, LsdaEncoding,
     PreparedFunction, RelocatedSection, SymbolIndex, TypeEncoding, endian_of, tables_for_compiled,
 };
-use cranelift_codegen::CompiledCode;
+use cranelift_codegen::Context;
 use cranelift_codegen::isa::TargetIsa;
 use cranelift_module::FuncId;
 use cranelift_object::ObjectProduct;
@@ -85,10 +85,10 @@ impl ObjectTables {
             except_table: RelocatedSection::new(endian_of(isa)),
             symbols,
             address_size: isa.pointer_bytes(),
-            lsda_encoding: LsdaEncoding {
-                types: TypeEncoding::IndirectPcRelSdata4,
-                ..LsdaEncoding::object()
-            },
+            lsda_encoding: LsdaEncoding::new(
+                LsdaEncoding::object().call_sites,
+                TypeEncoding::IndirectPcRelSdata4,
+            ),
             functions: 0,
         })
     }
@@ -104,19 +104,19 @@ impl ObjectTables {
         Ok(self)
     }
 
-    /// Record the tables of `func_id`, compiled to `code` from IR that was
+    /// Record the tables of `func_id`, compiled in `ctx` from IR that was
     /// checked or legalized into landing-pad form (`prepared`). Returns the
     /// size of its LSDA, if it has one.
     pub fn add_function(
         &mut self,
         isa: &dyn TargetIsa,
         func_id: FuncId,
-        code: &CompiledCode,
+        ctx: &Context,
         policy: &ClausePolicy,
         prepared: &PreparedFunction,
     ) -> OutputResult<Option<usize>> {
         let CompiledTables { unwind, lsda, .. } =
-            tables_for_compiled(code, isa, policy, prepared, self.lsda_encoding)?;
+            tables_for_compiled(ctx, isa, policy, prepared, self.lsda_encoding)?;
         let lsda_address = match &lsda {
             None => None,
             Some(lsda) => Some(gimli::write::Address::Symbol {

@@ -6,10 +6,10 @@
 use cranelift_codegen::Context;
 use cranelift_codegen::ir::ExceptionTag;
 use cranelift_lsda::{
-    CallSite, Clause, ClauseList, ClausePolicy, DefaultAction, EhFrameBuilder, EhFrameEncoding,
-    LandingPad, Lsda, LsdaEncoding, LsdaError, ObjectTables, OutputError, SelectorConvention,
-    TypeEncoding, TypeEntry, TypeTable, check_landing_pad_form, check_try_calls, decode_lsda,
-    tables_for_compiled,
+    CallSite, CallSiteEncoding, Clause, ClauseList, ClausePolicy, DefaultAction, EhFrameBuilder,
+    EhFrameEncoding, LandingPad, Lsda, LsdaEncoding, LsdaError, ObjectTables, OutputError,
+    SelectorConvention, TypeEncoding, TypeEntry, TypeTable, check_landing_pad_form,
+    check_try_calls, decode_lsda, tables_for_compiled,
 };
 use cranelift_module::{Linkage, Module, default_libcall_names};
 use cranelift_object::{ObjectBuilder, ObjectModule};
@@ -143,35 +143,43 @@ fn compiled_code_errors() {
     ));
     check_try_calls(&func).unwrap();
 
-    // A proof for another function.
+    // Code whose handlers disagree, with another function's preparation:
+    // the encoder checks the IR the context compiled, not the preparation.
     let (leaf, _) = parse(LEAF);
     let prepared = check_landing_pad_form(&leaf, &*isa, &policy).unwrap();
-    let (func, _) = parse(&try_call("tag1: block3(exn0, exn1)"));
+    let (func, _) = parse(&try_call(
+        "tag1: block3(exn0, exn1), tag2: block4(exn0, exn1)",
+    ));
     let mut ctx = Context::for_function(func);
-    let code = ctx.compile(&*isa, &mut Default::default()).unwrap();
-    let err = tables_for_compiled(code, &*isa, &policy, &prepared, LsdaEncoding::object())
-        .err()
-        .unwrap();
+    let encode = |ctx: &Context| {
+        tables_for_compiled(ctx, &*isa, &policy, &prepared, LsdaEncoding::object())
+            .err()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(encode(&ctx), "the context holds no compiled code");
+    ctx.compile(&*isa, &mut Default::default()).unwrap();
+    let inst = ctx
+        .func
+        .layout
+        .last_inst(ctx.func.layout.entry_block().unwrap());
     assert_eq!(
-        err.to_string(),
-        "the compiled code has more calls with handlers than the 0 the checked IR had: the \
-         CheckedTryCalls is another function's"
+        encode(&ctx),
+        format!(
+            "the handlers of try_call {} go to different blocks or pass different arguments, \
+             but an LSDA call site has one landing pad",
+            inst.unwrap()
+        )
     );
 }
 
 fn pad(offset: u32, clauses: &[Clause], types: &TypeTable) -> Option<LandingPad> {
     let list = ClauseList::new(clauses.iter().cloned()).unwrap();
-    Some(LandingPad {
-        offset,
-        actions: list.actions(types).unwrap(),
-    })
+    Some(LandingPad::new(offset, list.actions(types).unwrap()))
 }
 
 fn site(ret_addr: u32, landing_pad: Option<LandingPad>) -> CallSite {
-    CallSite {
-        ret_addr,
-        landing_pad,
-    }
+    CallSite::new(ret_addr, landing_pad)
 }
 
 fn encode_error(sites: &[CallSite], code_len: u32, types: &TypeTable, address_size: u8) -> String {
@@ -227,10 +235,7 @@ fn encoding_errors() {
     };
     let mut types = TypeTable::new();
     types.add(&vtable).unwrap();
-    let indirect = LsdaEncoding {
-        types: TypeEncoding::IndirectPcRelSdata4,
-        ..LsdaEncoding::object()
-    };
+    let indirect = LsdaEncoding::new(CallSiteEncoding::Uleb128, TypeEncoding::IndirectPcRelSdata4);
     let sites = [site(8, pad(10, &[Clause::Catch(vtable)], &types))];
     let err = Lsda::new(&sites, 16, types.entries(), indirect, 8)
         .err()
@@ -381,10 +386,10 @@ fn output_errors() {
         .unwrap();
     let prepared = check_landing_pad_form(&func, &*isa, &policy).unwrap();
     let mut ctx = Context::for_function(func);
-    let code = ctx.compile(&*isa, &mut Default::default()).unwrap();
+    ctx.compile(&*isa, &mut Default::default()).unwrap();
     let mut tables = ObjectTables::new(&*isa, "__gxx_personality_v0").unwrap();
     tables
-        .add_function(&*isa, id, code, &policy, &prepared)
+        .add_function(&*isa, id, &ctx, &policy, &prepared)
         .unwrap();
     let err = tables.finish(&mut module.finish()).unwrap_err();
     assert!(matches!(err, OutputError::FunctionNotDefined(_)), "{err:?}");

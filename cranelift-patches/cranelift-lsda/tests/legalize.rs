@@ -281,7 +281,7 @@ fn three_destinations_become_one_pad_with_a_branch_table() {
     let mut ctx = Context::for_function(func.clone());
     let code = ctx.compile(&*isa, &mut ControlPlane::default()).unwrap();
     assert_eq!(code.code_buffer().len() as u32, code_len);
-    let tables = tables_for_compiled(code, &*isa, &policy, &prepared, LsdaEncoding::object());
+    let tables = tables_for_compiled(&ctx, &*isa, &policy, &prepared, LsdaEncoding::object());
     let lsda = tables.unwrap().lsda.unwrap();
     let decoded = decode_back(&lsda, gimli::RunTimeEndian::Little).unwrap();
     let symbols = decoded

@@ -78,8 +78,7 @@ fn an_existing_eh_frame_is_an_error_not_a_second_one() {
     let mut ctx = Context::for_function(func);
     module.define_function(id, &mut ctx).unwrap();
     let mut tables = ObjectTables::new(&*isa, "__gxx_personality_v0").unwrap();
-    let code = ctx.compiled_code().unwrap();
-    let size = tables.add_function(&*isa, id, code, &policy, &prepared);
+    let size = tables.add_function(&*isa, id, &ctx, &policy, &prepared);
     assert!(matches!(size, Ok(Some(_))), "{size:?}");
     let mut product = module.finish();
     let err = tables.finish(&mut product).unwrap_err();
@@ -176,9 +175,8 @@ fn a_failed_jit_registration_leaves_the_tables_pending() {
     module.finalize_definitions().unwrap();
 
     let mut tables = JitTables::new(g as *const u8);
-    let code = ctx.compiled_code().unwrap();
     tables
-        .add_function(&*isa, id, code, &policy, &prepared)
+        .add_function(&*isa, id, &ctx, &policy, &prepared)
         .unwrap();
     let err = tables.register(&module, &|_| None).err().unwrap();
     assert_eq!(

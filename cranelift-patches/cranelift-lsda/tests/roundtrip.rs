@@ -94,13 +94,13 @@ proptest! {
                     types.add_clauses(&clauses).unwrap();
                     let actions = clauses.actions(&types).unwrap();
                     clause_lists.push(Some(clauses));
-                    Some(LandingPad { offset: 1 + pad_seed % (code_len - 1), actions })
+                    Some(LandingPad::new(1 + pad_seed % (code_len - 1), actions))
                 }
             };
             if landing_pad.is_none() {
                 clause_lists.push(None);
             }
-            sites.push(CallSite { ret_addr, landing_pad });
+            sites.push(CallSite::new(ret_addr, landing_pad));
         }
 
         let encoded = Lsda::new(&sites, code_len, types.entries(), enc, address_size).unwrap();

@@ -26,8 +26,8 @@ use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::unwind::UnwindInfo;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_lsda::{
-    ClausePolicy, EhFrameBuilder, EhFrameEncoding, LsdaEncoding, RelocatedSection, TypeEncoding,
-    endian_of, legalize_landing_pads, tables_for_compiled,
+    CallSiteEncoding, ClausePolicy, EhFrameBuilder, EhFrameEncoding, LsdaEncoding,
+    RelocatedSection, TypeEncoding, endian_of, legalize_landing_pads, tables_for_compiled,
 };
 use gimli::write::{Address, EhFrame, FrameTable, Writer};
 use std::time::{Duration, Instant};
@@ -129,10 +129,7 @@ fn compile(case: &Case, side: Side, policy: &mut ClausePolicy) -> usize {
 }
 
 fn ours(case: &Case, isa: &dyn TargetIsa, side: Side, policy: &mut ClausePolicy) -> usize {
-    let encoding = LsdaEncoding {
-        types: TypeEncoding::IndirectPcRelSdata4,
-        ..LsdaEncoding::object()
-    };
+    let encoding = LsdaEncoding::new(CallSiteEncoding::Uleb128, TypeEncoding::IndirectPcRelSdata4);
     let symbol = |symbol| Address::Symbol { symbol, addend: 0 };
     let mut frames = EhFrameBuilder::new(isa, EhFrameEncoding::object(), symbol(0)).unwrap();
     let mut except_table = RelocatedSection::new(endian_of(isa));
@@ -150,7 +147,7 @@ fn ours(case: &Case, isa: &dyn TargetIsa, side: Side, policy: &mut ClausePolicy)
             written += code.code_buffer().len();
             continue;
         }
-        let tables = tables_for_compiled(code, isa, policy, &prepared, encoding).unwrap();
+        let tables = tables_for_compiled(&ctx, isa, policy, &prepared, encoding).unwrap();
         let lsda = tables.lsda.as_ref().map(|lsda| {
             let offset = lsda.write(&mut except_table, |_| Some(symbol(1))).unwrap();
             Address::Symbol {

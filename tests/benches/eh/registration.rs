@@ -141,9 +141,9 @@ impl Bench {
         };
         let mut module = JITModule::new(builder);
         let isa: &dyn TargetIsa = &*self.isa;
-        let defined = clif_eh::module::define_all_then(&mut module, &self.file, |i, id, code| {
+        let defined = clif_eh::module::define_all_then(&mut module, &self.file, |i, id, ctx| {
             tables
-                .add_function(isa, id, code, &self.policy, &self.prepared[i])
+                .add_function(isa, id, ctx, &self.policy, &self.prepared[i])
                 .map(|_| ())
                 .map_err(|e| clif_eh::ToolError::Codegen(e.to_string()))
         })

@@ -25,8 +25,8 @@ use crate::{Mode, Row, geomean};
 use cranelift_codegen::Context;
 use cranelift_codegen::control::ControlPlane;
 use cranelift_lsda::{
-    Action, CallSite, LsdaEncoding, TypeEncoding, TypeEntry, call_sites_from_compiled, decode_back,
-    endian_of, legalize_landing_pads, tables_for_compiled,
+    Action, CallSite, CallSiteEncoding, LsdaEncoding, TypeEncoding, TypeEntry,
+    call_sites_from_compiled, decode_back, endian_of, legalize_landing_pads, tables_for_compiled,
 };
 use eh_test_support::{compile_cxx, scratch_file};
 use object::{Object, ObjectSection};
@@ -84,16 +84,16 @@ fn sizes(shape: &Shape) -> Sizes {
     let mut func = file.functions[0].clone();
     let prepared = legalize_landing_pads(&mut func, &**isa, &mut policy).unwrap();
     let mut ctx = Context::for_function(func);
-    let code = ctx.compile(&**isa, &mut ControlPlane::default()).unwrap();
-    let code_len = code.code_buffer().len();
-    let encoding = LsdaEncoding {
-        types: TypeEncoding::IndirectPcRelSdata4,
-        ..LsdaEncoding::object()
-    };
-    let tables = tables_for_compiled(code, &**isa, &policy, &prepared, encoding).unwrap();
+    let code_len = ctx
+        .compile(&**isa, &mut ControlPlane::default())
+        .unwrap()
+        .code_buffer()
+        .len();
+    let encoding = LsdaEncoding::new(CallSiteEncoding::Uleb128, TypeEncoding::IndirectPcRelSdata4);
+    let tables = tables_for_compiled(&ctx, &**isa, &policy, &prepared, encoding).unwrap();
     let lsda = tables.lsda.expect("every shape has a handler");
     assert_eq!(lsda.len(), ours, "the object holds this one LSDA");
-    let calls = call_sites_from_compiled(code.buffer.call_sites(), &policy, &prepared).unwrap();
+    let calls = call_sites_from_compiled(&ctx, &policy, &prepared).unwrap();
 
     // Our call-site records and action table, as the encoder laid them out;
     // the type table's size from the decoded LSDA. Checked against our own

@@ -4,11 +4,28 @@
 //! `wasmer-compiler-cranelift` with `generic-lsda.patch`, feature on).
 //!
 //! [`BACKEND`] says which one this build is; [`engine`] makes an engine
-//! with the exception-handling proposal on; [`wast`] runs `.wast` files.
+//! with the exception-handling proposal on; [`wast`] runs `.wast` files;
+//! [`diff`] runs generated modules (of wasm-smith or [`biased`]) for the
+//! differential fuzzer.
 
+pub mod biased;
+pub mod diff;
 pub mod wast;
 
 use wasmer::{Engine, sys};
+
+/// `triple` with the least CPU features Wasmer's Cranelift takes (SSE2 on
+/// x86), so that what is compiled for it does not depend on the machine.
+pub fn baseline_target(triple: sys::Triple) -> sys::Target {
+    let mut cpu_features = sys::CpuFeature::set();
+    if matches!(
+        triple.architecture,
+        sys::Architecture::X86_64 | sys::Architecture::X86_32(_)
+    ) {
+        cpu_features.insert(sys::CpuFeature::SSE2);
+    }
+    sys::Target::new(triple, cpu_features)
+}
 
 /// Which Cranelift backend this build links.
 pub const BACKEND: &str = if cfg!(feature = "generic-lsda") {

@@ -8,10 +8,16 @@
 //! `cranelift-lsda`, which also writes the module's `.eh_frame`. `eh.rs`,
 //! `dwarf.rs` and the `brif` dispatch chain are not used.
 //!
+//! It serves in-memory artifacts for Linux on the architectures
+//! `cranelift-lsda` supports ([`serves`]): the unwinders it was tested
+//! with. Every other compilation (macOS through compact unwind, the ELF
+//! artifact format, ...) takes the stock path, unchanged.
+//!
 //! Per module, three custom sections:
 //!
 //! * tag data: each function's caught tags (`u32` module tag indices), the
-//!   words its LSDA's type entries point to;
+//!   words its LSDA's type entries point to, one run shared by the
+//!   functions whose runs are equal;
 //! * LSDAs: every function's, `absptr` type entries relocated against the
 //!   tag data;
 //! * `.eh_frame`: the FDEs of every function and dynamic-function
@@ -28,11 +34,14 @@ use cranelift_codegen::gimli::constants::DW_EH_PE_absptr;
 use cranelift_codegen::gimli::write::{
     Address, EhFrame, Relocation as GimliRelocation, RelocationTarget as GimliTarget, Writer,
 };
-use cranelift_codegen::{CompiledCode, ir, isa::CallConv, isa::TargetIsa, isa::unwind::UnwindInfo};
+use cranelift_codegen::{
+    CompiledCode, Context, ir, isa::CallConv, isa::TargetIsa, isa::unwind::UnwindInfo,
+};
 use cranelift_frontend::FunctionBuilder;
 use cranelift_lsda::{
     CompiledTables, EhFrameBuilder, EhFrameEncoding, LsdaEncoding, PreparedFunction,
-    RelocatedSection, SymbolIndex, endian_of, legalize_landing_pads, tables_for_compiled,
+    RelocatedSection, SymbolIndex, check_isa, endian_of, legalize_landing_pads,
+    tables_for_compiled,
 };
 use wasmer_compiler::types::{
     relocation::{Relocation, RelocationKind, RelocationTarget},
@@ -113,36 +122,59 @@ pub(crate) struct FunctionTables {
     tag_data: Vec<u32>,
 }
 
+/// Whether `generic-lsda` compiles for `isa`: in-memory artifacts (not
+/// the ELF artifact format) for Linux on an ISA whose exception payloads
+/// reach landing pads (`cranelift_lsda::check_isa`).
+pub(crate) fn serves(isa: &dyn TargetIsa, experimental_artifact: bool) -> bool {
+    !experimental_artifact
+        && isa.triple().operating_system == target_lexicon::OperatingSystem::Linux
+        && check_isa(isa).is_ok()
+}
+
 /// Put the translated function into landing-pad form (forwarding pads,
-/// cold pad blocks), before `Context::compile`.
+/// cold pad blocks), before `Context::compile`; nothing when the function
+/// was translated the stock way (`eh` is `None`).
 pub(crate) fn legalize(
     func: &mut ir::Function,
     isa: &dyn TargetIsa,
-    eh: &mut FunctionEh,
-) -> Result<PreparedFunction, CompileError> {
-    legalize_landing_pads(func, isa, eh.policy.policy_mut()).map_err(codegen_error)
+    eh: &mut Option<FunctionEh>,
+) -> Result<Option<PreparedFunction>, CompileError> {
+    eh.as_mut()
+        .map(|eh| legalize_landing_pads(func, isa, eh.policy.policy_mut()))
+        .transpose()
+        .map_err(codegen_error)
 }
 
-/// The compiled function's CFI and LSDA.
-pub(crate) fn function_tables(
-    code: &CompiledCode,
+/// The CFI and LSDA of the function `context` compiled, if it was
+/// legalized (`prepared`), with its compiled code (borrowed again from the
+/// context, which holds both).
+pub(crate) fn function_tables<'a>(
+    context: &'a Context,
     isa: &dyn TargetIsa,
-    eh: &FunctionEh,
-    prepared: &PreparedFunction,
-) -> Result<FunctionTables, CompileError> {
-    let tables = tables_for_compiled(code, isa, eh.policy.policy(), prepared, LsdaEncoding::jit())
+    eh: &Option<FunctionEh>,
+    prepared: Option<&PreparedFunction>,
+) -> Result<(Option<FunctionTables>, &'a CompiledCode), CompileError> {
+    let code = context
+        .compiled_code()
+        .ok_or_else(|| codegen_error("the context holds no compiled code"))?;
+    let (Some(eh), Some(prepared)) = (eh, prepared) else {
+        return Ok((None, code));
+    };
+    let policy = eh.policy.policy();
+    let tables = tables_for_compiled(context, isa, policy, prepared, LsdaEncoding::jit())
         .map_err(codegen_error)?;
-    Ok(FunctionTables {
-        tables,
-        tag_data: eh.policy.tag_data().to_vec(),
-    })
+    let tag_data = eh.policy.tag_data().to_vec();
+    Ok((Some(FunctionTables { tables, tag_data }), code))
 }
 
-/// The CFI of a compiled trampoline.
+/// The CFI of the trampoline `context` compiled.
 pub(crate) fn trampoline_unwind_info(
-    code: &CompiledCode,
+    context: &Context,
     isa: &dyn TargetIsa,
 ) -> Result<UnwindInfo, CompileError> {
+    let code = context
+        .compiled_code()
+        .ok_or_else(|| codegen_error("the trampoline's context holds no compiled code"))?;
     cranelift_lsda::unwind_info_of(code, isa).map_err(codegen_error)
 }
 
@@ -167,12 +199,18 @@ pub(crate) fn emit_module_sections(
     let endian = endian_of(isa);
     let mut symbols = SymbolIndex::<Target>::default();
 
-    // Tag data: each function with an LSDA gets its own run of words.
+    // Tag data: each function with an LSDA points at a run of words; the
+    // functions that catch the same tags in the same order share one.
     let mut tag_bytes = Vec::new();
     let mut tag_base = PrimaryMap::<LocalFunctionIndex, u32>::new();
+    let mut runs = std::collections::HashMap::<&[u32], u32>::new();
     for (_, function) in functions.iter() {
-        tag_base.push(tag_bytes.len() as u32);
-        if function.tables.lsda.is_some() {
+        if function.tables.lsda.is_none() || function.tag_data.is_empty() {
+            tag_base.push(0);
+            continue;
+        }
+        let base = *runs.entry(&function.tag_data).or_insert_with(|| {
+            let base = tag_bytes.len() as u32;
             for tag in &function.tag_data {
                 let word = match endian {
                     cranelift_codegen::gimli::RunTimeEndian::Little => tag.to_le_bytes(),
@@ -180,7 +218,9 @@ pub(crate) fn emit_module_sections(
                 };
                 tag_bytes.extend_from_slice(&word);
             }
-        }
+            base
+        });
+        tag_base.push(base);
     }
     let tag_section = (!tag_bytes.is_empty()).then(|| {
         custom_sections.push(CustomSection {

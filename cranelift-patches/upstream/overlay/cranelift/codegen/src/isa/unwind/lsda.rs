@@ -15,8 +15,8 @@
 //!
 //! An LSDA call site has one landing pad, so every handler of a `try_call`
 //! must go to the same block with the same arguments. [`check_try_calls`]
-//! checks that, and [`call_sites`] takes its proof; with the `unwind_lsda`
-//! setting, compilation runs the check too.
+//! checks that, and [`call_sites`] runs it on the function it describes;
+//! with the `unwind_lsda` setting, compilation runs it too.
 //!
 //! Layout (LLVM's `EHStreamer`, libstdc++'s `eh_personality.cc`):
 //!
@@ -41,7 +41,7 @@
 //! record as call sites.
 
 use crate::ir::{BlockArg, ExceptionTableItem, ExceptionTag, Function, Inst};
-use crate::{FinalizedMachCallSite, FinalizedMachExceptionHandler};
+use crate::{Context, FinalizedMachCallSite, FinalizedMachExceptionHandler};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -105,6 +105,7 @@ pub enum Action {
 
 /// One call in a function, as the encoder sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallSite {
     /// Offset of the call's return address from the function start.
     pub ret_addr: u32,
@@ -113,26 +114,44 @@ pub struct CallSite {
     pub landing_pad: Option<LandingPad>,
 }
 
+impl CallSite {
+    /// A call returning to `ret_addr`, with its landing pad if it has one.
+    pub fn new(ret_addr: u32, landing_pad: Option<LandingPad>) -> Self {
+        Self {
+            ret_addr,
+            landing_pad,
+        }
+    }
+}
+
 /// A landing pad and the actions the personality takes for it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LandingPad {
     /// Offset of the pad from the function start.
     pub offset: u32,
-    /// The actions, in order; never empty.
+    /// The actions, in order; [`Lsda::new`] refuses an empty chain.
     pub actions: Vec<Action>,
 }
 
-/// Proof that a function's `try_call`s can be described by an LSDA, from
-/// [`check_try_calls`]: how many of them have handlers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CheckedTryCalls {
-    with_handlers: usize,
+impl LandingPad {
+    /// A pad at `offset` taking `actions` in order.
+    pub fn new(offset: u32, actions: Vec<Action>) -> Self {
+        Self { offset, actions }
+    }
 }
 
 /// Check that every `try_call` of `func` can be described by an LSDA call
 /// site: all its handlers go to the same block with the same arguments
 /// (values compared after resolving aliases).
-pub fn check_try_calls(func: &Function) -> Result<CheckedTryCalls, TryCallError> {
+pub fn check_try_calls(func: &Function) -> Result<(), TryCallError> {
+    try_calls_with_handlers(func).map(|_| ())
+}
+
+/// [`check_try_calls`], counting the `try_call`s with handlers. Every block
+/// in the layout counts, unreachable ones too: a dead `try_call` whose
+/// handlers disagree is refused although no code is emitted for it.
+fn try_calls_with_handlers(func: &Function) -> Result<usize, TryCallError> {
     let dfg = &func.dfg;
     let pool = &dfg.value_lists;
     let resolved = |arg: BlockArg| match arg {
@@ -170,28 +189,60 @@ pub fn check_try_calls(func: &Function) -> Result<CheckedTryCalls, TryCallError>
             return Err(TryCallError::HandlersDisagree { inst });
         }
     }
-    Ok(CheckedTryCalls { with_handlers })
+    Ok(with_handlers)
 }
 
-/// The encoder's view of a compiled function's call sites (from
-/// `MachBufferFinalized::call_sites`), whose IR `checked` proves fit an
-/// LSDA: each call's return address, and for a call with handlers, the
-/// first handler's offset as its landing pad with the actions `actions_of`
-/// gives for the handlers' tags (`None` for a default handler), in table
-/// order. Dynamic-context items are not handlers and are skipped.
+/// The encoder's view of the function `ctx` compiled (its call sites from
+/// `MachBufferFinalized::call_sites`): each call's return address, and for
+/// a call with handlers, the first handler's offset as its landing pad with
+/// the actions `actions_of` gives for the handlers' tags (`None` for a
+/// default handler), in table order. Dynamic-context items are not handlers
+/// and are skipped.
 ///
-/// The handlers of one `try_call` all go to one block. Cranelift still
-/// gives each its own edge block (critical edges are split per successor
-/// in `blockorder.rs`), equivalent since they pass the same arguments, so
-/// the first one's offset stands for all of them. Compilation may remove `try_call`s, never add them: more calls
-/// with handlers than `checked` counted means the proof is another
-/// function's ([`EncodeError::UncheckedHandlers`]).
-pub fn call_sites<'a, E: From<EncodeError>>(
-    checked: CheckedTryCalls,
-    sites: impl IntoIterator<Item = FinalizedMachCallSite<'a>>,
+/// The handlers of one `try_call` all go to one block ([`check_try_calls`],
+/// run here on `ctx.func` before `actions_of` is asked anything). Cranelift
+/// may still give each handler its own edge block (critical edges are split
+/// per successor in `blockorder.rs`; empty ones can fold together),
+/// equivalent since they pass the same arguments, so the first one's offset
+/// stands for all of them. The function and its code come from one
+/// `Context`, as cranelift-jit and cranelift-object read `ctx.func` for
+/// the relocations of the code it compiled: changing `ctx.func` between
+/// compiling and this call is unsupported and mostly undetected (only code
+/// with more handled calls than the function has `try_call`s with handlers
+/// is refused, [`EncodeError::NotCompiledFrom`]). After an incremental-cache
+/// hit `ctx.func` is the unoptimized function, which can only make the
+/// check stricter.
+///
+/// [`Lsda::new`] takes call sites from anywhere, unchecked: this is the
+/// checked way to make them.
+pub fn call_sites<E: From<EncodeError>>(
+    ctx: &Context,
     mut actions_of: impl FnMut(&[Option<ExceptionTag>]) -> Result<Vec<Action>, E>,
 ) -> Result<Vec<CallSite>, E> {
+    let try_calls = try_calls_with_handlers(&ctx.func).map_err(EncodeError::TryCall)?;
+    let code = ctx.compiled_code().ok_or(EncodeError::NotCompiled)?;
     let mut out = Vec::new();
+    walk_calls(try_calls, code.buffer.call_sites(), |ret_addr, handled| {
+        let landing_pad = match handled {
+            None => None,
+            Some((offset, tags)) => Some(LandingPad::new(offset, actions_of(tags)?)),
+        };
+        out.push(CallSite::new(ret_addr, landing_pad));
+        Ok::<_, E>(())
+    })?;
+    Ok(out)
+}
+
+/// Visit the calls of `sites`, compiled from a function with `try_calls`
+/// calls with handlers, all in landing-pad form: each call's return
+/// address, and a handled call's landing pad (its first handler's offset)
+/// and tags in table order. Code with more handled calls than that is
+/// refused before its tags are visited.
+fn walk_calls<'a, E: From<EncodeError>>(
+    try_calls: usize,
+    sites: impl IntoIterator<Item = FinalizedMachCallSite<'a>>,
+    mut visit: impl FnMut(u32, Option<(u32, &[Option<ExceptionTag>])>) -> Result<(), E>,
+) -> Result<(), E> {
     let mut tags = Vec::new();
     let mut with_handlers = 0;
     for site in sites {
@@ -206,28 +257,96 @@ pub fn call_sites<'a, E: From<EncodeError>>(
             pad.get_or_insert(offset);
             tags.push(tag);
         }
-        let landing_pad = match pad {
-            None => None,
-            Some(offset) => {
-                // Before the embedder is asked about tags of a function it
-                // did not prepare.
-                with_handlers += 1;
-                if with_handlers > checked.with_handlers {
-                    let checked = checked.with_handlers;
-                    return Err(EncodeError::UncheckedHandlers { checked }.into());
-                }
-                Some(LandingPad {
-                    offset,
-                    actions: actions_of(&tags)?,
-                })
+        if pad.is_some() {
+            with_handlers += 1;
+            if with_handlers > try_calls {
+                return Err(EncodeError::NotCompiledFrom { try_calls }.into());
             }
-        };
-        out.push(CallSite {
-            ret_addr: site.ret_addr,
-            landing_pad,
-        });
+        }
+        visit(site.ret_addr, pad.map(|pad| (pad, &tags[..])))?;
     }
-    Ok(out)
+    Ok(())
+}
+
+/// The calls of a compiled function as [`call_sites`] finds them, each
+/// handled call's tags kept until the embedder says what they do: for a
+/// module that compiles a function first and is given its LSDA's meaning
+/// later (`define_lsda` in cranelift-jit and cranelift-object).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HandledCalls {
+    calls: Vec<RecordedCall>,
+    code_len: u32,
+}
+
+/// A call's return address, and its landing pad and tags if handled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RecordedCall {
+    ret_addr: u32,
+    landing_pad: Option<u32>,
+    tags: Vec<Option<ExceptionTag>>,
+}
+
+impl HandledCalls {
+    /// The calls of the function `ctx` compiled, checked as [`call_sites`]
+    /// checks them.
+    pub fn new(ctx: &Context) -> Result<Self, EncodeError> {
+        let try_calls = try_calls_with_handlers(&ctx.func).map_err(EncodeError::TryCall)?;
+        let code = ctx.compiled_code().ok_or(EncodeError::NotCompiled)?;
+        let code_len = code.buffer.data().len();
+        let code_len = u32::try_from(code_len).map_err(|_| EncodeError::DoesNotFit {
+            what: "code length",
+            value: code_len as u64,
+        })?;
+        Self::of(try_calls, code.buffer.call_sites(), code_len)
+    }
+
+    /// The calls of `sites`, compiled from a function with `try_calls`
+    /// calls with handlers, all in landing-pad form.
+    fn of<'a>(
+        try_calls: usize,
+        sites: impl IntoIterator<Item = FinalizedMachCallSite<'a>>,
+        code_len: u32,
+    ) -> Result<Self, EncodeError> {
+        let mut calls = Vec::new();
+        walk_calls(try_calls, sites, |ret_addr, handled| {
+            calls.push(RecordedCall {
+                ret_addr,
+                landing_pad: handled.map(|(pad, _)| pad),
+                tags: handled.map(|(_, tags)| tags.to_vec()).unwrap_or_default(),
+            });
+            Ok::<_, EncodeError>(())
+        })?;
+        Ok(Self { calls, code_len })
+    }
+
+    /// The length of the function's code.
+    pub fn code_len(&self) -> u32 {
+        self.code_len
+    }
+
+    /// Whether a call has handlers, so that the function needs an LSDA.
+    pub fn any_handled(&self) -> bool {
+        self.calls.iter().any(|call| call.landing_pad.is_some())
+    }
+
+    /// The call sites, each handled call's landing pad taking the actions
+    /// `actions_of` gives for its tags (`None` for a default handler), in
+    /// table order, asked once per handled call in address order.
+    pub fn call_sites<E>(
+        &self,
+        mut actions_of: impl FnMut(&[Option<ExceptionTag>]) -> Result<Vec<Action>, E>,
+    ) -> Result<Vec<CallSite>, E> {
+        self.calls
+            .iter()
+            .map(|call| {
+                let landing_pad = match call.landing_pad {
+                    None => None,
+                    Some(offset) => Some(LandingPad::new(offset, actions_of(&call.tags)?)),
+                };
+                Ok(CallSite::new(call.ret_addr, landing_pad))
+            })
+            .collect()
+    }
 }
 
 /// How call-site records encode their offsets.
@@ -266,7 +385,7 @@ pub enum TypeEncoding {
 
 impl TypeEncoding {
     /// The `DW_EH_PE_*` value of this encoding.
-    pub(crate) fn dw_eh_pe(self) -> DwEhPe {
+    fn dw_eh_pe(self) -> DwEhPe {
         let pcrel_sdata4 = constants::DW_EH_PE_pcrel.0 | constants::DW_EH_PE_sdata4.0;
         match self {
             Self::Absptr => constants::DW_EH_PE_absptr,
@@ -285,6 +404,7 @@ impl TypeEncoding {
 
 /// The encodings of one LSDA.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LsdaEncoding {
     /// Call-site record encoding.
     pub call_sites: CallSiteEncoding,
@@ -293,7 +413,15 @@ pub struct LsdaEncoding {
 }
 
 impl LsdaEncoding {
-    /// Encodings for a relocatable object.
+    /// Call-site records and type entries encoded as given.
+    pub fn new(call_sites: CallSiteEncoding, types: TypeEncoding) -> Self {
+        Self { call_sites, types }
+    }
+
+    /// Encodings for a relocatable object whose type entries are defined in
+    /// the image it is linked into (`pcrel|sdata4` entries). Type entries
+    /// that may live in another shared object need
+    /// [`TypeEncoding::IndirectPcRelSdata4`], as cranelift-object writes.
     pub fn object() -> Self {
         Self {
             call_sites: CallSiteEncoding::Uleb128,
@@ -312,6 +440,7 @@ impl LsdaEncoding {
 
 /// One record of the call-site table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CallSiteRecord {
     /// Start of the covered range, from the function start.
     pub start: u32,
@@ -702,9 +831,9 @@ impl Lsda {
             TypeEntry::CatchAll => return Ok(w.write_udata(0, size)?),
             TypeEntry::Address(addr) => Address::Constant(*addr),
             TypeEntry::Symbol { name, addend } => {
-                let overflow = || EncodeError::DoesNotFit {
-                    what: "type entry address plus addend",
-                    value: *addend as u64,
+                let overflow = || EncodeError::AddendOverflow {
+                    symbol: name.clone(),
+                    addend: *addend,
                 };
                 match symbol_address(name)
                     .ok_or_else(|| EncodeError::UnresolvedSymbol(name.clone()))?
@@ -789,11 +918,16 @@ fn write_padded_uleb128<W: Writer>(w: &mut W, value: u64, width: usize) -> Resul
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// More calls with handlers were compiled than the function's
-    /// [`CheckedTryCalls`] counted: the proof is another function's.
-    UncheckedHandlers {
-        /// `try_call`s with handlers the check saw.
-        checked: usize,
+    /// A `try_call` of the function cannot be described by an LSDA.
+    TryCall(TryCallError),
+    /// The context holds no compiled code.
+    NotCompiled,
+    /// The compiled code has more calls with handlers than the context's
+    /// function has `try_call`s with handlers: the function was changed
+    /// after compilation.
+    NotCompiledFrom {
+        /// The function's `try_call`s with handlers.
+        try_calls: usize,
     },
     /// Only 4- and 8-byte pointers are supported.
     UnsupportedAddressSize(u8),
@@ -832,6 +966,13 @@ pub enum EncodeError {
     },
     /// An absolute type entry cannot be encoded position-independently.
     AbsoluteTypeEntryNeedsAbsptr(u64),
+    /// A type entry's symbol address plus its addend overflows.
+    AddendOverflow {
+        /// The symbol.
+        symbol: String,
+        /// Its addend.
+        addend: i64,
+    },
     /// An indirect (`DW.ref` slot) type entry cannot carry an addend.
     IndirectAddend {
         /// The symbol.
@@ -858,10 +999,12 @@ impl core::error::Error for EncodeError {}
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::UncheckedHandlers { checked } => write!(
+            Self::TryCall(err) => write!(f, "{err}"),
+            Self::NotCompiled => write!(f, "the context holds no compiled code"),
+            Self::NotCompiledFrom { try_calls } => write!(
                 f,
-                "the compiled code has more calls with handlers than the {checked} the checked \
-                 IR had: the CheckedTryCalls is another function's"
+                "the compiled code has more calls with handlers than the function's \
+                 {try_calls} try_calls with handlers: the function was changed after compilation"
             ),
             Self::UnsupportedAddressSize(size) => {
                 write!(f, "unsupported address size {size} (4 or 8)")
@@ -890,6 +1033,11 @@ impl fmt::Display for EncodeError {
             Self::AbsoluteTypeEntryNeedsAbsptr(addr) => write!(
                 f,
                 "absolute type entry {addr:#x} needs the absptr type-table encoding"
+            ),
+            Self::AddendOverflow { symbol, addend } => write!(
+                f,
+                "type entry {symbol}{addend:+} overflows its address (with the writer's base for \
+                 the symbol)"
             ),
             Self::IndirectAddend { symbol, addend } => write!(
                 f,
@@ -939,17 +1087,11 @@ mod tests {
     use gimli::write::EndianVec;
 
     fn pad(offset: u32, actions: &[Action]) -> Option<LandingPad> {
-        Some(LandingPad {
-            offset,
-            actions: actions.into(),
-        })
+        Some(LandingPad::new(offset, actions.into()))
     }
 
     fn site(ret_addr: u32, landing_pad: Option<LandingPad>) -> CallSite {
-        CallSite {
-            ret_addr,
-            landing_pad,
-        }
+        CallSite::new(ret_addr, landing_pad)
     }
 
     fn encode(sites: &[CallSite], code_len: u32, types: &[TypeEntry]) -> Option<Lsda> {
@@ -1107,10 +1249,13 @@ mod tests {
         .unwrap()
         .unwrap();
         let mut w = EndianVec::new(RunTimeEndian::Little);
-        assert!(matches!(
+        assert_eq!(
             lsda.write(&mut w, |_| Some(Address::Constant(u64::MAX))),
-            Err(EncodeError::DoesNotFit { .. })
-        ));
+            Err(EncodeError::AddendOverflow {
+                symbol: "t".into(),
+                addend: 16
+            })
+        );
         // A symbol the writer cannot resolve is an error, not a zero entry.
         let types = [TypeEntry::symbol("t")];
         let lsda = Lsda::new(
@@ -1221,7 +1366,7 @@ mod tests {
         use crate::ir::{InstBuilder, types};
         let exn = vec![BlockArg::TryCallExn(0), BlockArg::TryCallExn(1)];
         let same = try_call_to([2, 2], |_| [exn.clone(), exn.clone()]);
-        assert_eq!(check_try_calls(&same).unwrap().with_handlers, 1);
+        assert_eq!(try_calls_with_handlers(&same), Ok(1));
         // Dispatching in the IR needs an LSDA per target: refused.
         let two_blocks = try_call_to([2, 3], |_| [exn.clone(), exn.clone()]);
         assert!(matches!(
@@ -1311,22 +1456,78 @@ mod tests {
                 exception_handlers: &handlers,
             },
         ];
+        let calls = HandledCalls::of(1, sites.clone(), 30).unwrap();
+        assert!(calls.any_handled());
+        assert_eq!(calls.code_len(), 30);
         let mut seen = vec![];
-        let checked = CheckedTryCalls { with_handlers: 1 };
-        let out = call_sites(checked, sites.clone(), |tags| {
-            seen.push(tags.to_vec());
-            Ok::<_, EncodeError>(vec![Action::Cleanup])
-        })
-        .unwrap();
+        let out = calls
+            .call_sites(|tags| {
+                seen.push(tags.to_vec());
+                Ok::<_, EncodeError>(vec![Action::Cleanup])
+            })
+            .unwrap();
         assert_eq!(seen, [vec![Some(tag), None]]);
         assert_eq!(out[0], site(4, None));
         assert_eq!(out[1], site(9, pad(20, &[Action::Cleanup])));
-        // A proof that saw no handlers is another function's.
-        let stale = CheckedTryCalls { with_handlers: 0 };
-        let err = call_sites(stale, sites, |_| {
-            Ok::<_, EncodeError>(vec![Action::Cleanup])
-        })
-        .unwrap_err();
-        assert_eq!(err, EncodeError::UncheckedHandlers { checked: 0 });
+        // Code with handlers is not that of a function without try_calls.
+        let err = HandledCalls::of(0, sites, 30).unwrap_err();
+        assert_eq!(err, EncodeError::NotCompiledFrom { try_calls: 0 });
+    }
+
+    /// With `unwind_lsda`, compilation refuses a `try_call` whose handlers
+    /// disagree, and compiles one whose handlers agree.
+    #[cfg(feature = "x86")]
+    #[test]
+    fn the_setting_refuses_at_compile_time() {
+        use crate::cursor::{Cursor, FuncCursor};
+        use crate::ir::{InstBuilder, types};
+        use crate::settings::{self, Configurable};
+        let compilable = |targets| {
+            let exn = vec![BlockArg::TryCallExn(0)];
+            let mut func = try_call_to(targets, |_| [exn.clone(), exn.clone()]);
+            let blocks: Vec<_> = func.layout.blocks().collect();
+            for &block in &blocks[2..] {
+                func.dfg.append_block_param(block, types::I64);
+            }
+            let mut cur = FuncCursor::new(&mut func);
+            for &block in &blocks[1..] {
+                cur.goto_bottom(block);
+                cur.ins().return_(&[]);
+            }
+            Context::for_function(func)
+        };
+        let mut flags = settings::builder();
+        flags.enable("unwind_lsda").unwrap();
+        let isa = crate::isa::lookup(target_lexicon::triple!("x86_64"))
+            .unwrap()
+            .finish(settings::Flags::new(flags))
+            .unwrap();
+        let mut agree = compilable([2, 2]);
+        agree.compile(&*isa, &mut Default::default()).unwrap();
+        let mut disagree = compilable([2, 3]);
+        let err = disagree
+            .compile(&*isa, &mut Default::default())
+            .unwrap_err();
+        assert!(matches!(
+            err.inner,
+            crate::CodegenError::Lsda(TryCallError::HandlersDisagree { .. })
+        ));
+    }
+
+    #[test]
+    fn call_sites_check_the_context_function_first() {
+        let never_asked = |_: &[Option<ExceptionTag>]| -> Result<Vec<Action>, EncodeError> {
+            unreachable!("asked about tags of a refused function")
+        };
+        let exn = vec![BlockArg::TryCallExn(0)];
+        let disagree = Context::for_function(try_call_to([2, 3], |_| [exn.clone(), exn.clone()]));
+        let err = call_sites(&disagree, never_asked).unwrap_err();
+        assert!(matches!(
+            err,
+            EncodeError::TryCall(TryCallError::HandlersDisagree { .. })
+        ));
+        let agree = Context::for_function(try_call_to([2, 2], |_| [exn.clone(), exn.clone()]));
+        let err = call_sites(&agree, never_asked).unwrap_err();
+        assert_eq!(err, EncodeError::NotCompiled);
     }
 }

@@ -11,7 +11,7 @@ use cranelift_frontend::FunctionBuilder;
 use itertools::Itertools;
 use wasmer_compiler::ModuleTranslationState;
 use wasmer_compiler::wasmparser::{Catch, TryTable};
-use wasmer_types::{TagIndex, WasmResult};
+use wasmer_types::{TagIndex, WasmError, WasmResult};
 
 /// Enter a `try_table` scope: its body block, its clauses' edges handed to
 /// `enter_try_table`, and its control frame.
@@ -61,7 +61,12 @@ pub(super) fn translate_try_table(
         targets.push(wasmer_eh_adapter::CatchTarget { kind, block: edge });
     }
     let edges = targets.iter().map(|t| t.block).collect_vec();
-    environ.eh.enter_try_table(builder, targets)?;
+    let Some(eh) = environ.eh.as_mut() else {
+        return Err(WasmError::Generic(
+            "generic-lsda: try_table reached without the generic-lsda lowering".into(),
+        ));
+    };
+    eh.enter_try_table(builder, targets)?;
 
     let checkpoint = state.handlers.take_checkpoint();
     state.push_try_table_block(next, edges, params.len(), results.len(), checkpoint);
