@@ -199,16 +199,16 @@ fuzz_target!(|case: Case| {
     };
     cranelift_codegen::verify_function(&func, &*isa).expect("the legalized function verifies");
     let mut ctx = Context::for_function(func);
-    let code = ctx
-        .compile(&*isa, &mut ControlPlane::default())
+    ctx.compile(&*isa, &mut ControlPlane::default())
         .expect("it compiles");
-    let tables = tables_for_compiled(code, &*isa, &policy, &prepared, LsdaEncoding::object())
+    let tables = tables_for_compiled(&ctx, &*isa, &policy, &prepared, LsdaEncoding::object())
         .expect("its tables encode");
     let Some(lsda) = tables.lsda else {
         assert!(original.is_empty());
         return;
     };
     let decoded = decode_back(&lsda, RunTimeEndian::Little).unwrap();
+    let code = ctx.compiled_code().expect("compiled above");
     let pads: Vec<Vec<Clause>> = code
         .buffer
         .call_sites()

@@ -51,18 +51,18 @@ fn clause(seed: u8, types: TypeEncoding) -> Clause {
 }
 
 fuzz_target!(|layout: Layout| {
-    let encoding = LsdaEncoding {
-        call_sites: if layout.udata4 {
+    let encoding = LsdaEncoding::new(
+        if layout.udata4 {
             CallSiteEncoding::Udata4
         } else {
             CallSiteEncoding::Uleb128
         },
-        types: match layout.types % 3 {
+        match layout.types % 3 {
             0 => TypeEncoding::Absptr,
             1 => TypeEncoding::PcRelSdata4,
             _ => TypeEncoding::IndirectPcRelSdata4,
         },
-    };
+    );
     let code_len = layout
         .sites
         .iter()
@@ -78,25 +78,24 @@ fuzz_target!(|layout: Layout| {
         ret_addr += u32::from(site.gap) + 1;
         let landing_pad = match &site.handlers {
             Some((pad, seeds)) if !seeds.is_empty() => {
-                let clauses = ClauseList::new(seeds.iter().map(|&s| clause(s, encoding.types))).unwrap();
+                let clauses =
+                    ClauseList::new(seeds.iter().map(|&s| clause(s, encoding.types))).unwrap();
                 types.add_clauses(&clauses).unwrap();
                 let offset = 1 + u32::from(*pad) % (code_len - 1);
                 let actions = clauses.actions(&types).unwrap();
                 clause_lists.push(Some(clauses));
-                Some(LandingPad { offset, actions })
+                Some(LandingPad::new(offset, actions))
             }
             _ => {
                 clause_lists.push(None);
                 None
             }
         };
-        sites.push(CallSite {
-            ret_addr,
-            landing_pad,
-        });
+        sites.push(CallSite::new(ret_addr, landing_pad));
     }
     let address_size = if layout.narrow_pointers { 4 } else { 8 };
-    let Some(lsda) = Lsda::new(&sites, code_len, types.entries(), encoding, address_size).unwrap() else {
+    let Some(lsda) = Lsda::new(&sites, code_len, types.entries(), encoding, address_size).unwrap()
+    else {
         assert!(sites.iter().all(|s| s.landing_pad.is_none()));
         return;
     };
