@@ -1,16 +1,16 @@
 //! Errors, one small enum per concern, folded into [`LsdaError`].
 //!
-//! [`PolicyError`]: the clause policy and type tables. [`FormError`]: the
-//! IR and target cannot be described by an LSDA. [`EncodeError`] (the
-//! in-tree encoder's): a table does not fit its encoding. [`DecodeError`]:
-//! malformed LSDA bytes. They fold into [`LsdaError`], which converts into `CodegenError`. (Object and
-//! JIT output have their own error, `OutputError`, as cranelift-object and
-//! cranelift-jit report theirs through `ModuleError`.) Nothing in this crate
-//! panics on user input or produces a table it knows to be wrong.
+//! [`PolicyError`] (beside the policy it refuses for): the clause policy and
+//! type tables. [`FormError`]: the IR and target cannot be described by an
+//! LSDA. [`EncodeError`] (the in-tree encoder's): a table does not fit its
+//! encoding. [`DecodeError`]: malformed LSDA bytes. They fold into
+//! [`LsdaError`], which converts into `CodegenError`. (Object and JIT output
+//! have their own error, `OutputError`, as cranelift-object and cranelift-jit
+//! report theirs through `ModuleError`.) Nothing in this crate panics on user
+//! input or produces a table it knows to be wrong.
 
 use crate::lsda::EncodeError;
-use crate::lsda::TypeEntry;
-use crate::policy::{CLAUSE_SET_TAG_BASE, Clause};
+use crate::policy::PolicyError;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
@@ -20,58 +20,6 @@ use cranelift_codegen::isa::CallConv;
 use cranelift_codegen::verifier::VerifierErrors;
 use gimli::constants::DwEhPe;
 use target_lexicon::Architecture;
-
-/// The clause policy or a type table refused a request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// The policy was asked about a tag it does not define.
-    UnknownTag(u32),
-    /// A tag was defined twice.
-    TagAlreadyDefined(u32),
-    /// The tag lies in the range reserved for interned clause sets.
-    ReservedTag(u32),
-    /// Every tag of the clause-set range is taken.
-    ClauseSetTagsExhausted,
-    /// A clause list with no clause was given where one is required.
-    EmptyClauseList,
-    /// The personality's selector convention cannot express this clause.
-    UnsupportedClause {
-        /// The clause.
-        clause: Clause,
-        /// Why.
-        why: &'static str,
-    },
-    /// A clause's type entry is missing from the function's type table.
-    TypeNotInTable(TypeEntry),
-    /// The type table has more entries than a type filter can index.
-    TypeTableFull,
-}
-
-impl fmt::Display for PolicyError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::UnknownTag(tag) => write!(f, "the clause policy does not define tag{tag}"),
-            Self::TagAlreadyDefined(tag) => {
-                write!(f, "tag{tag} is already defined in the clause policy")
-            }
-            Self::ReservedTag(tag) => write!(
-                f,
-                "tag{tag} is reserved for clause sets the policy interns (tags from \
-                 {CLAUSE_SET_TAG_BASE:#x} up)"
-            ),
-            Self::ClauseSetTagsExhausted => write!(f, "every clause-set tag is taken"),
-            Self::EmptyClauseList => write!(f, "a clause list must hold at least one clause"),
-            Self::UnsupportedClause { clause, why } => {
-                write!(f, "clause `{clause}` is not supported: {why}")
-            }
-            Self::TypeNotInTable(entry) => {
-                write!(f, "type entry {entry} is not in the function's type table")
-            }
-            Self::TypeTableFull => write!(f, "the type table has more than 2^31 entries"),
-        }
-    }
-}
 
 /// Why a target cannot deliver exceptions to landing pads.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -76,8 +76,7 @@ pub use eh_frame::{
     EhFrameBuilder, EhFrameEncoding, RelocatedSection, SymbolIndex, endian_of, unwind_info_of,
 };
 pub use error::{
-    DecodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad, PolicyError,
-    UnsupportedTarget,
+    DecodeError, FormError, LsdaError, LsdaResult, Malformation, NotLandingPad, UnsupportedTarget,
 };
 pub use landing_pad::{
     LANDING_PAD_ARGS, PreparedFunction, TryCallForm, TryCallReport, analyze_landing_pads,
@@ -90,8 +89,8 @@ pub use lsda::{
     check_try_calls,
 };
 pub use policy::{
-    CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, SelectorConvention,
-    TypeTable, normalize_clauses,
+    CLAUSE_SET_TAG_BASE, Clause, ClauseList, ClausePolicy, DefaultAction, PolicyError,
+    SelectorConvention, TypeTable, normalize_clauses,
 };
 
 #[cfg(all(feature = "jit", target_os = "linux"))]
