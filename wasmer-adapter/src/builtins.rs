@@ -1,10 +1,11 @@
 //! The wasmer-vm 7.5 exception builtins, called the way Wasmer's Cranelift
 //! backend calls every VM builtin: load the function pointer from the
 //! builtin array in `vmctx` (`VMOffsets::vmctx_builtin_function`) and
-//! `call_indirect` it, with exactly the signatures wasmer-vm defines.
+//! `call_indirect` it, with the signatures wasmer-compiler-cranelift 7.5
+//! declares for them.
 
 use cranelift_codegen::ir::{
-    AbiParam, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value, types,
+    AbiParam, ArgumentPurpose, InstBuilder, MemFlagsData, SigRef, Signature, Type, Value, types,
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::FunctionBuilder;
@@ -57,17 +58,22 @@ impl Builtin {
         }
     }
 
-    /// Its Cranelift signature, as wasmer-compiler-cranelift 7.5 declares it.
+    /// Its Cranelift signature, as wasmer-compiler-cranelift 7.5 declares it
+    /// (`func_environ.rs`): `vmctx` is a `VMContext` parameter for
+    /// `alloc_exception`, `throw` and `read_exnref`, a plain pointer for
+    /// `personality2`.
     pub fn signature(self, pointer: Type, call_conv: CallConv) -> Signature {
         let mut sig = Signature::new(call_conv);
-        let (params, returns): (&[Type], &[Type]) = match self {
-            Self::Personality2 => (&[pointer, pointer], &[TAG_TYPE]),
-            Self::AllocException => (&[pointer, TAG_TYPE], &[EXNREF_TYPE]),
-            Self::Throw => (&[pointer, EXNREF_TYPE], &[]),
-            Self::ReadExnref => (&[pointer, EXNREF_TYPE], &[pointer]),
-            Self::ExceptionIntoExnref => (&[pointer], &[EXNREF_TYPE]),
+        let vmctx = AbiParam::special(pointer, ArgumentPurpose::VMContext);
+        let plain = AbiParam::new;
+        let (params, returns): (&[AbiParam], &[Type]) = match self {
+            Self::Personality2 => (&[plain(pointer), plain(pointer)], &[TAG_TYPE]),
+            Self::AllocException => (&[vmctx, plain(TAG_TYPE)], &[EXNREF_TYPE]),
+            Self::Throw => (&[vmctx, plain(EXNREF_TYPE)], &[]),
+            Self::ReadExnref => (&[vmctx, plain(EXNREF_TYPE)], &[pointer]),
+            Self::ExceptionIntoExnref => (&[plain(pointer)], &[EXNREF_TYPE]),
         };
-        sig.params.extend(params.iter().map(|t| AbiParam::new(*t)));
+        sig.params.extend_from_slice(params);
         sig.returns
             .extend(returns.iter().map(|t| AbiParam::new(*t)));
         sig
@@ -168,7 +174,10 @@ mod tests {
         let base = offsets.vmctx_builtin_functions_begin() as i32;
         assert_eq!(builtins.offset(Builtin::Personality2), base + 31 * 8);
         assert_eq!(builtins.offset(Builtin::ExceptionIntoExnref), base + 35 * 8);
+        // As wasmer-compiler-cranelift 7.5's func_environ.rs declares them.
         let sig = Builtin::ReadExnref.signature(types::I64, CallConv::SystemV);
-        assert_eq!(sig.to_string(), "(i64, i32) -> i64 system_v");
+        assert_eq!(sig.to_string(), "(i64 vmctx, i32) -> i64 system_v");
+        let sig = Builtin::Personality2.signature(types::I64, CallConv::SystemV);
+        assert_eq!(sig.to_string(), "(i64, i64) -> i32 system_v");
     }
 }

@@ -37,6 +37,8 @@ fi
 rm -rf "$generated"
 "$here/build.sh"
 echo "wasmer: build $((SECONDS - t0)) s"
+# The patched crate, hooks included, is formatted as Wasmer's CI wants.
+rustfmt --edition 2024 --check "$root/target/wasmer-src/wasmer-compiler-cranelift-7.5.0/src/lib.rs"
 
 # wast_run SIDE LOG [ENV...]: run the suite, keep its exit status.
 wast_run() {
@@ -88,15 +90,17 @@ if [ -e "$libunwind" ]; then
 fi
 
 # Compilations generic-lsda leaves to the stock path give stock's artifact
-# byte for byte (macOS keeps compact unwind; the ELF artifact format); on
-# the Linux host it takes its own path, so there the artifacts differ.
+# byte for byte (macOS keeps compact unwind; Linux on ISAs other than
+# x86_64; the ELF artifact format); on the Linux x86_64 host it takes its
+# own path, so there the artifacts differ.
 artifacts=$(mktemp -d)
 artifact() {
     local side=$1 name=$2
     shift 2
     "$target/release/artifact-$side" "$here/tests/handlers.wat" -o "$artifacts/$name.$side" "$@" > /dev/null
 }
-for case in aarch64-apple-darwin x86_64-apple-darwin "x86_64-unknown-linux-gnu --elf" x86_64-unknown-linux-gnu; do
+for case in aarch64-apple-darwin x86_64-apple-darwin aarch64-unknown-linux-gnu \
+    "x86_64-unknown-linux-gnu --elf" x86_64-unknown-linux-gnu; do
     read -r triple flag <<< "$case"
     name=$triple${flag:+-elf}
     artifact stock "$name" --target "$triple" $flag

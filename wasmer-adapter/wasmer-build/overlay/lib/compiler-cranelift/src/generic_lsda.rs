@@ -8,10 +8,11 @@
 //! `cranelift-lsda`, which also writes the module's `.eh_frame`. `eh.rs`,
 //! `dwarf.rs` and the `brif` dispatch chain are not used.
 //!
-//! It serves in-memory artifacts for Linux on the architectures
-//! `cranelift-lsda` supports ([`serves`]): the unwinders it was tested
-//! with. Every other compilation (macOS through compact unwind, the ELF
-//! artifact format, ...) takes the stock path, unchanged.
+//! It serves in-memory artifacts for Linux on x86_64 ([`serves`]), where
+//! Wasmer's spec suite and exception tests run with it under libgcc and
+//! LLVM libunwind. Every other compilation (macOS through compact unwind,
+//! Linux on other ISAs, the ELF artifact format, ...) takes the stock path,
+//! unchanged.
 //!
 //! Per module, three custom sections:
 //!
@@ -21,15 +22,18 @@
 //! * LSDAs: every function's, `absptr` type entries relocated against the
 //!   tag data;
 //! * `.eh_frame`: the FDEs of every function and dynamic-function
-//!   trampoline under two CIEs (plain, and with `wasmer_eh_personality`
-//!   for functions with an LSDA), in one segment ended by one terminator.
-//!   wasmer-compiler's `register_eh_frames` registers the first record of
-//!   a segment with libgcc and every later one with LLVM libunwind (which
-//!   refuses the second CIE as "FDE is really a CIE" and goes on). One
-//!   segment, because libgcc 12's lookup searches only the registered
-//!   object with the highest start at or below the PC: two objects whose
-//!   functions interleave in memory hide each other's FDEs.
+//!   trampoline in one segment ended by one terminator, under one CIE, as
+//!   wasmer-compiler's `register_eh_frames` reads a segment (its first
+//!   record is the CIE, registered with libgcc; every later one is an FDE,
+//!   registered with LLVM libunwind). The CIE names `wasmer_eh_personality`
+//!   when a function has an LSDA, and every FDE then points at its LSDA or
+//!   at none (null, which the personality passes over), as stock's do;
+//!   without handlers in the module, it is plain. One segment, because
+//!   libgcc 12's lookup searches only the registered object with the
+//!   highest start at or below the PC: two objects whose functions
+//!   interleave in memory hide each other's FDEs.
 
+use crate::translator::CraneliftUnwindInfo;
 use cranelift_codegen::gimli::constants::DW_EH_PE_absptr;
 use cranelift_codegen::gimli::write::{
     Address, EhFrame, Relocation as GimliRelocation, RelocationTarget as GimliTarget, Writer,
@@ -52,8 +56,14 @@ use wasmer_eh_adapter::{
 };
 use wasmer_types::{
     CompileError, FunctionIndex, LibCall, LocalFunctionIndex, VMOffsets, WasmError, WasmResult,
-    entity::PrimaryMap,
+    entity::{EntityRef, PrimaryMap},
 };
+
+// The adapter's landing pads trap with Wasmer's `unreachable` code, which
+// it cannot take from this crate: the two must stay one value.
+const _: () = assert!(
+    wasmer_eh_adapter::TRAP_UNREACHABLE.as_raw().get() == crate::TRAP_UNREACHABLE.as_raw().get()
+);
 
 /// The exception-handling state of the function being translated.
 pub(crate) struct FunctionEh {
@@ -123,11 +133,14 @@ pub(crate) struct FunctionTables {
 }
 
 /// Whether `generic-lsda` compiles for `isa`: in-memory artifacts (not
-/// the ELF artifact format) for Linux on an ISA whose exception payloads
-/// reach landing pads (`cranelift_lsda::check_isa`).
+/// the ELF artifact format) for Linux on x86_64, the target its runtime
+/// tests run on. `cranelift_lsda::check_isa` also accepts aarch64, riscv64
+/// and s390x; they keep the stock path until Wasmer's tests run there.
 pub(crate) fn serves(isa: &dyn TargetIsa, experimental_artifact: bool) -> bool {
+    let triple = isa.triple();
     !experimental_artifact
-        && isa.triple().operating_system == target_lexicon::OperatingSystem::Linux
+        && triple.operating_system == target_lexicon::OperatingSystem::Linux
+        && triple.architecture == target_lexicon::Architecture::X86_64
         && check_isa(isa).is_ok()
 }
 
@@ -167,15 +180,24 @@ pub(crate) fn function_tables<'a>(
     Ok((Some(FunctionTables { tables, tag_data }), code))
 }
 
-/// The CFI of the trampoline `context` compiled.
-pub(crate) fn trampoline_unwind_info(
-    context: &Context,
-    isa: &dyn TargetIsa,
-) -> Result<UnwindInfo, CompileError> {
-    let code = context
-        .compiled_code()
-        .ok_or_else(|| codegen_error("the trampoline's context holds no compiled code"))?;
-    cranelift_lsda::unwind_info_of(code, isa).map_err(codegen_error)
+/// The tables of a function compiled the `generic-lsda` way, which every
+/// such function has: the module's sections index them by function, so a
+/// missing one would shift every later function's CFI and LSDA.
+pub(crate) fn tables_of_compiled(
+    tables: Option<FunctionTables>,
+) -> Result<FunctionTables, CompileError> {
+    tables.ok_or_else(|| codegen_error("a function was compiled without its exception tables"))
+}
+
+/// The System V CFI of a dynamic-function trampoline, from the unwind
+/// information computed for it anyway.
+pub(crate) fn trampoline_cfi(unwind: &CraneliftUnwindInfo) -> Result<UnwindInfo, CompileError> {
+    match unwind {
+        CraneliftUnwindInfo::Fde(cfi) => Ok(UnwindInfo::SystemV(cfi.clone())),
+        _ => Err(codegen_error(
+            "a dynamic-function trampoline has no System V unwind information",
+        )),
+    }
 }
 
 /// What a relocation of the three sections points at.
@@ -188,12 +210,13 @@ enum Target {
 }
 
 /// Write the module's tag data, LSDAs and `.eh_frame` into
-/// `custom_sections`; returns the `.eh_frame`'s index, if any function or
-/// trampoline has CFI.
+/// `custom_sections`: `trampolines` holds the CFI of each imported
+/// function's dynamic-function trampoline, in function order. Returns the
+/// `.eh_frame`'s index, if any function or trampoline has CFI.
 pub(crate) fn emit_module_sections(
     isa: &dyn TargetIsa,
     functions: PrimaryMap<LocalFunctionIndex, FunctionTables>,
-    trampolines: Vec<(FunctionIndex, UnwindInfo)>,
+    trampolines: Vec<Option<UnwindInfo>>,
     custom_sections: &mut PrimaryMap<SectionIndex, CustomSection>,
 ) -> Result<Option<SectionIndex>, CompileError> {
     let endian = endian_of(isa);
@@ -248,7 +271,7 @@ pub(crate) fn emit_module_sections(
                         (name == TAG_DATA_SYMBOL).then_some(Address::Symbol { symbol, addend: 0 })
                     })
                     .map_err(codegen_error)?;
-                Some(offset as u32)
+                Some(u32::try_from(offset).map_err(|_| section_too_large())?)
             }
         };
         lsda_offset.push(offset);
@@ -281,10 +304,12 @@ pub(crate) fn emit_module_sections(
         }))
     };
 
-    // `.eh_frame`: one segment, one registration object for libgcc.
+    // `.eh_frame`: one segment, one registration object for libgcc, one
+    // CIE: with LSDAs in the module, every FDE names one, null if none.
     let encoding = EhFrameEncoding::jit();
     let personality = symbols.address(Target::Personality);
     let mut frames = EhFrameBuilder::new(isa, encoding, personality).map_err(codegen_error)?;
+    let no_lsda = lsda_section.map(|_| Address::Constant(0));
     let mut count = 0usize;
     for (index, function) in functions.iter() {
         let address = symbols.address(Target::Function(index));
@@ -293,17 +318,20 @@ pub(crate) fn emit_module_sections(
                 symbol: symbols.index(Target::Section(section)),
                 addend: i64::from(offset),
             }),
-            _ => None,
+            _ => no_lsda,
         };
         frames
             .add_function(address, &function.tables.unwind, lsda)
             .map_err(codegen_error)?;
         count += 1;
     }
-    for (index, unwind) in &trampolines {
-        let address = symbols.address(Target::DynamicTrampoline(*index));
+    for (index, unwind) in trampolines.iter().enumerate() {
+        let unwind = unwind.as_ref().ok_or_else(|| {
+            codegen_error("a dynamic-function trampoline was compiled without its CFI")
+        })?;
+        let address = symbols.address(Target::DynamicTrampoline(FunctionIndex::new(index)));
         frames
-            .add_function(address, unwind, None)
+            .add_function(address, unwind, no_lsda)
             .map_err(codegen_error)?;
         count += 1;
     }
@@ -354,14 +382,17 @@ fn wasmer_relocation(
         (true, 4) => RelocationKind::Abs4,
         _ => return Err(unsupported_relocation(r)),
     };
-    let offset = u32::try_from(r.offset)
-        .map_err(|_| CompileError::Codegen("generic-lsda: section over 4 GiB".into()))?;
+    let offset = u32::try_from(r.offset).map_err(|_| section_too_large())?;
     Ok(Relocation {
         kind,
         reloc_target: target,
         offset,
         addend,
     })
+}
+
+fn section_too_large() -> CompileError {
+    CompileError::Codegen("generic-lsda: exception-table section over 4 GiB".into())
 }
 
 fn unsupported_relocation(r: &GimliRelocation) -> CompileError {
