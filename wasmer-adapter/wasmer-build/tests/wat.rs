@@ -23,6 +23,15 @@ fn call(store: &mut Store, instance: &Instance, name: &str, args: &[Value]) -> V
         .into_vec()
 }
 
+/// generic-lsda lays payloads out unlike stock, so the engine's
+/// `deterministic_id` (what artifact caches key on) says which build it is.
+#[test]
+fn deterministic_id_tells_the_payload_layouts_apart() {
+    let id = engine().deterministic_id();
+    assert!(id.starts_with("cranelift"), "{id}");
+    assert_eq!(id.contains("generic_lsda"), GENERIC_LSDA, "{id}");
+}
+
 /// Every value type as a payload, wasm to wasm, bit-exact (NaN payloads,
 /// all v128 lanes, references by identity).
 #[test]
